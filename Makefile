@@ -19,8 +19,10 @@ redis-server:
 	  echo "installing redis-server with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
+# Until `cartwheel demo` lands (issue 4), the CLI's help and the wheel benchmark's quick run stand in.
 demo: $(STAMP)
-	$(VENV)/bin/cartwheel demo
+	$(VENV)/bin/cartwheel --help
+	$(VENV)/bin/cartwheel bench wheel --quick
 
 test: $(STAMP) redis-server
 	$(PY) -m pytest -q
