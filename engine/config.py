@@ -120,7 +120,7 @@ apply_queue = 50000
 """
 
 SECTIONS = ("engine", "stores", "flows", "channels")
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")  # store ids are the shop's own: "shop-17", "eu.main"
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+\Z")
 _TOML_POS_RE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _UNIX_PATH_MAX = 107  # sun_path is 108 bytes on Linux including the NUL; macOS allows 103.
@@ -521,7 +521,7 @@ def _named_tables(section: str, value: Any, errors: list[str]) -> dict[str, dict
         path = _key_path(section, name)
         if not _NAME_RE.match(name):
             errors.append(
-                f"{path}: expected a name of ASCII letters, digits and _ (not starting with a digit, "
+                f"{path}: expected a name of ASCII letters, digits, _, - and . (not starting with - or ., "
                 f"at most 64 characters)"
             )
         elif not isinstance(table, dict):

@@ -283,11 +283,11 @@ def test_cross_key_rules() -> None:
 def test_section_names_must_be_identifiers_and_tables() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(
-            {"stores": {"1st": {}, "ok_store": {"name": "x"}}, "flows": "x", "channels": {"sms": []}},
+            {"stores": {"bad name!": {}, "ok-store.1": {"name": "x"}}, "flows": "x", "channels": {"sms": []}},
             source="t", env={}, deep=False,
         )
     assert info.value.messages == [
-        'stores.1st: expected a name of ASCII letters, digits and _ (not starting with a digit, at most 64 characters)',
+        'stores."bad name!": expected a name of ASCII letters, digits, _, - and . (not starting with - or ., at most 64 characters)',
         'flows: expected tables like [flows.NAME], got "x"',
         "channels.sms: expected a table ([channels.sms]), got an array",
     ]

@@ -1,0 +1,148 @@
+"""From send intents to channel pools and back: the runtime's :class:`~engine.runtime.Dispatcher`.
+
+One :class:`channels.Pool` per channel name a flow can use (``email``, ``push``, ``whatsapp``, ``sms``,
+``webhook``) plus every configured ``[channels.*]`` table; a channel without a table writes to the
+outbox (the embedded default). An intent becomes a :class:`channels.Message` (items unpacked from the
+cart's msgpack bytes only now, for rendering); the pool's result comes back through
+:meth:`ChannelDispatcher._on_result` to the runtime, which tells the actors and logs it.
+
+Back-pressure: ``submit`` never blocks the runtime. When a pool's bounded queue is full the message
+waits in a small overflow deque drained by a task, and the ingest server is told to pause reading
+until the overflow is empty again.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from actors.effects import SendIntent
+from channels import ChannelSettings, DeliveryResult, Message, Pool, Renderer, open_pool
+from engine.config import Config
+
+__all__ = ["ChannelDispatcher", "FLOW_CHANNELS"]
+
+log = logging.getLogger("cartwheel.dispatch")
+
+#: channel names the built-in and config flows may use
+FLOW_CHANNELS = ("email", "push", "whatsapp", "sms", "webhook")
+
+
+class ChannelDispatcher:
+    """Routes intents to their channel's pool and results back to the runtime."""
+
+    def __init__(self, pools: dict[str, Pool], runtime: Any) -> None:
+        self.pools = pools
+        self.runtime = runtime
+        self.inflight: dict[str, SendIntent] = {}
+        self.overflow: deque[tuple[Pool, Message]] = deque()
+        self.on_pressure: Any = None  # callable(bool): True = pause ingest, False = resume
+        self._drainer: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_config(cls, config: Config, runtime: Any, *, base_dir: Path | None = None) -> ChannelDispatcher:
+        dispatcher = cls({}, runtime)
+        renderer = Renderer()
+        names = list(dict.fromkeys([*FLOW_CHANNELS, *config.channels]))
+        for name in names:
+            settings = ChannelSettings.from_table(name, config.channels.get(name))
+            dispatcher.pools[name] = open_pool(
+                settings, clock=runtime.clock, on_result=dispatcher._on_result,
+                still_wanted=dispatcher._still_wanted, renderer=renderer,
+            )
+        return dispatcher
+
+    # -- lifecycle
+    async def start(self) -> None:
+        for pool in self.pools.values():
+            await pool.start()
+
+    async def stop(self) -> None:
+        if self._drainer is not None:
+            await asyncio.gather(self._drainer, return_exceptions=True)
+        for pool in self.pools.values():
+            await pool.stop(drain=True)
+
+    # -- the runtime's side
+    def submit(self, intent: SendIntent) -> None:
+        pool = self.pools.get(intent.channel)
+        if pool is None:
+            self.runtime.delivered(intent, "failed", self.runtime.now(), detail=f"no channel {intent.channel!r} configured")
+            return
+        message = self._message(intent)
+        self.inflight[message.key] = intent
+        if self.overflow or not pool.offer(message):
+            self.overflow.append((pool, message))
+            if self.on_pressure is not None:
+                self.on_pressure(True)
+            if self._drainer is None or self._drainer.done():
+                self._drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self.overflow:
+            pool, message = self.overflow[0]
+            await pool.submit(message)
+            self.overflow.popleft()
+        if self.on_pressure is not None:
+            self.on_pressure(False)
+
+    async def idle(self) -> None:
+        while True:
+            if self._drainer is not None and not self._drainer.done():
+                await self._drainer
+            for pool in self.pools.values():
+                await pool.wait_idle()
+            if not self.overflow and all(p.statistics().in_flight == 0 for p in self.pools.values()):
+                return
+
+    def _message(self, intent: SendIntent) -> Message:
+        rules = self.runtime.registry.rules(intent.store)
+        items = msgpack.unpackb(intent.items, raw=False) if intent.items else []
+        extra: dict[str, Any] = {}
+        if intent.channel == "whatsapp" and rules.whatsapp:
+            extra.update(rules.whatsapp)
+        return Message(
+            id=intent.message_id, key=intent.key, channel=intent.channel, store=intent.store, to=intent.contact,
+            store_name=rules.name, cart=intent.cart, profile=intent.profile or "", run=intent.run, step=intent.step,
+            priority=intent.priority, locale=intent.locale or "", items=items if isinstance(items, list) else [],
+            value=intent.value, currency=intent.currency or "", checkout_url=intent.checkout_url or "",
+            incentive=intent.incentive, template=intent.template or "reminder", extra=extra,
+            created_at=intent.created_at,
+        )
+
+    # -- the pools' side
+    def _still_wanted(self, message: Message) -> str | None:
+        intent = self.inflight.get(message.key)
+        if intent is None:
+            return "unknown message"
+        return self.runtime.still_wanted(intent)
+
+    def _on_result(self, message: Message, result: DeliveryResult) -> None:
+        intent = self.inflight.pop(message.key, None)
+        if intent is None:
+            return
+        self.runtime.delivered(
+            intent, str(result.outcome), self.runtime.now(), detail=result.detail,
+            invalidate_contact=bool(result.invalidate_contact or result.opt_out),
+        )
+
+    # -- the admin's side
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, pool in self.pools.items():
+            stats = pool.statistics()
+            doc = {k: getattr(stats, k) for k in stats.__dataclass_fields__}
+            doc["kind"] = type(pool.sender).__name__ if hasattr(pool, "sender") else None
+            out[name] = doc
+        return out
+
+    def pause(self, name: str, paused: bool) -> None:
+        pool = self.pools[name]
+        if paused:
+            pool.pause()
+        else:
+            pool.resume()

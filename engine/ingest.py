@@ -1,0 +1,312 @@
+"""The ingest server: msgpack frames in, one reply per frame out (DESIGN.md "Wire protocol").
+
+Layers, as aiohttp stacks them: :class:`IngestProtocol` frames bytes and handles flow control;
+:class:`FrameHandler` turns one decoded frame into a reply (validation, de-duplication, applying to the
+runtime) and knows nothing of transports.
+
+Per connection a streaming ``msgpack.Unpacker`` cuts frames (msgpack is self-delimiting). Each frame is
+one map (an event), one array of maps (a batch) or the control frame ``{"type": "sync"}``. Replies go
+out in frame order: ``{"seq": n, "accepted": k, "rejected": [[index, "field: reason"], ...]}``. A sync
+frame's reply waits until everything accepted before it is durable; replies to later frames queue
+behind it (their events are applied at once). Bytes that are not msgpack get
+``{"seq": n, "error": ...}`` and that connection (only) is closed; earlier frames stay accepted.
+
+Back-pressure, never unbounded buffers: when a client does not read its replies the transport's write
+buffer fills, ``pause_writing`` fires and we stop reading from that client; when the engine as a whole
+falls behind (the send queue is over its bound) the server pauses reading on every connection until it
+drains. A frame may not exceed ``max_frame_bytes``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from engine.validate import Deduper, Validator, is_control
+
+__all__ = ["FrameHandler", "IngestProtocol", "IngestServer"]
+
+log = logging.getLogger("cartwheel.ingest")
+
+_packb = msgpack.packb
+_perf = time.perf_counter
+
+
+class FrameHandler:
+    """Validates and applies frames; shared by every connection.
+
+    Args:
+        apply: ``apply(event, now)`` — the runtime's hot-path entry.
+        now: the engine clock's ``now``.
+        validator: event validation.
+        deduper: duplicate-id filter (``None`` disables it).
+        stats: the engine's counters (``events_accepted`` ...).
+        sync: a coroutine function returning once earlier events are durable (raises on failure).
+        max_batch: the most events in one frame.
+    """
+
+    def __init__(
+        self, *, apply: Callable[[dict[str, Any], float], None], now: Callable[[], float],
+        validator: Validator, deduper: Deduper | None, stats: Any,
+        sync: Callable[[], Awaitable[None]], max_batch: int = 10_000,
+    ) -> None:
+        self.apply = apply
+        self.now = now
+        self.validator = validator
+        self.deduper = deduper
+        self.stats = stats
+        self.sync = sync
+        self.max_batch = max_batch
+
+    def handle(self, seq: int, frame: Any) -> dict[str, Any]:
+        """The reply to one (non-control) frame. Never raises on bad input."""
+        stats = self.stats
+        stats.frames += 1
+        now = self.now()
+        if type(frame) is dict:
+            events: Any = (frame,)
+        elif type(frame) is list:
+            if len(frame) > self.max_batch:
+                stats.events_rejected += len(frame)
+                return {"seq": seq, "accepted": 0,
+                        "rejected": [[0, f"frame: more than {self.max_batch} events in one batch"]]}
+            events = frame
+        else:
+            stats.events_rejected += 1
+            return {"seq": seq, "accepted": 0, "rejected": [[0, "frame: must be a map (an event) or an array of maps"]]}
+        validate = self.validator.validate
+        apply = self.apply
+        deduper = self.deduper
+        accepted = 0
+        rejected: list[list[Any]] | None = None
+        for index, event in enumerate(events):
+            reason = validate(event, now)
+            if reason is None and event.get("type") == "sync":
+                reason = "type: sync is a control frame, not allowed inside a batch"
+            if reason is not None:
+                if rejected is None:
+                    rejected = []
+                rejected.append([index, reason])
+                continue
+            event_id = event.get("id")
+            if event_id is not None and deduper is not None and deduper.seen(event["store"], event_id, now):
+                stats.events_duplicate += 1
+                accepted += 1
+                continue
+            try:
+                apply(event, now)
+            except Exception as exc:  # an actor bug must not take the connection or the batch down
+                log.exception("applying event %d of frame %d failed", index, seq)
+                if rejected is None:
+                    rejected = []
+                rejected.append([index, f"event: internal error ({type(exc).__name__}); not applied"])
+                continue
+            accepted += 1
+        stats.events_accepted += accepted
+        if rejected:
+            stats.events_rejected += len(rejected)
+        return {"seq": seq, "accepted": accepted, "rejected": rejected or []}
+
+
+class IngestProtocol(asyncio.Protocol):
+    """One client connection: frames in, ordered replies out, with flow control."""
+
+    def __init__(self, server: IngestServer) -> None:
+        self.server = server
+        self.handler = server.handler
+        limits = server.max_frame_bytes
+        self.unpacker = msgpack.Unpacker(
+            raw=False, strict_map_key=False, max_buffer_size=limits + (1 << 16),
+            max_bin_len=limits, max_str_len=limits, max_array_len=max(server.handler.max_batch, 1024),
+            max_map_len=1 << 16, max_ext_len=limits,
+        )
+        self.transport: asyncio.Transport | None = None
+        self.seq = 0
+        self.pending: deque[bytes | asyncio.Future[bytes]] = deque()
+        self.write_paused = False
+        self.closed = False
+
+    # -- connection lifecycle
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio's classes
+        self.server.connections.add(self)
+        self.server.stats.connections += 1
+        if self.server.paused:
+            transport.pause_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        for item in self.pending:
+            if isinstance(item, asyncio.Future):
+                item.cancel()
+        self.pending.clear()
+
+    # -- flow control: a client that does not read its replies stops being read
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.transport is not None and not self.server.paused and len(self.pending) < 1024:
+            self.transport.resume_reading()
+
+    # -- frames
+    def data_received(self, data: bytes) -> None:
+        unpacker = self.unpacker
+        try:
+            unpacker.feed(data)
+        except msgpack.BufferFull:
+            self._fail(f"frame: larger than {self.server.max_frame_bytes} bytes")
+            return
+        handler = self.handler
+        while True:
+            try:
+                frame = next(unpacker)
+            except StopIteration:
+                break
+            except (msgpack.UnpackValueError, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
+                self.seq += 1
+                self._fail(f"invalid msgpack: {exc}"[:200])
+                return
+            self.seq += 1
+            if is_control(frame):
+                self._sync(self.seq)
+                continue
+            self._reply(_packb(handler.handle(self.seq, frame)))
+            if self.closed:
+                return
+
+    def eof_received(self) -> bool | None:
+        # A client that half-closes still gets the replies to what it sent; then we close.
+        if not self.pending and self.transport is not None:
+            self.transport.close()
+        return True
+
+    def _fail(self, message: str) -> None:
+        self._reply(_packb({"seq": self.seq, "error": message}))
+        self.closed = True
+        if self.transport is not None:
+            if self.pending:
+                self.pending.append(b"")  # close after the queued replies are written
+            else:
+                self.transport.close()
+
+    def _reply(self, payload: bytes) -> None:
+        if self.pending:
+            self.pending.append(payload)
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.write(payload)
+
+    def _sync(self, seq: int) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+        self.pending.append(future)
+        if len(self.pending) >= 1024 and self.transport is not None:
+            self.transport.pause_reading()  # a slow store must not let replies pile up
+
+        async def wait() -> None:
+            try:
+                await self.handler.sync()
+                reply = {"seq": seq, "synced": True}
+            except Exception as exc:  # never claim durability falsely
+                reply = {"seq": seq, "synced": False, "error": str(exc) or type(exc).__name__}
+            if not future.done():
+                future.set_result(_packb(reply))
+            self._flush()
+
+        task = loop.create_task(wait())
+        self.server.tasks.add(task)
+        task.add_done_callback(self.server.tasks.discard)
+
+    def _flush(self) -> None:
+        transport = self.transport
+        pending = self.pending
+        while pending:
+            head = pending[0]
+            if isinstance(head, asyncio.Future):
+                if not head.done():
+                    return
+                head = head.result()
+            pending.popleft()
+            if transport is None or transport.is_closing():
+                continue
+            if head == b"" and self.closed:
+                transport.close()
+                return
+            transport.write(head)
+        if transport is not None and not self.write_paused and not self.server.paused and not self.closed:
+            transport.resume_reading()
+
+
+class IngestServer:
+    """TCP and UNIX listeners sharing one :class:`FrameHandler`."""
+
+    def __init__(self, handler: FrameHandler, stats: Any, *, max_frame_bytes: int = 1 << 20) -> None:
+        self.handler = handler
+        self.stats = stats
+        self.max_frame_bytes = max_frame_bytes
+        self.connections: set[IngestProtocol] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.servers: list[asyncio.AbstractServer] = []
+        self.paused = False
+        self.unix_path: str | None = None
+        self.tcp_address: tuple[str, int] | None = None
+
+    async def start(self, *, tcp: tuple[str, int] | None, unix: str | None) -> None:
+        loop = asyncio.get_running_loop()
+        if tcp is not None:
+            server = await loop.create_server(lambda: IngestProtocol(self), tcp[0], tcp[1], backlog=2048)
+            self.servers.append(server)
+            self.tcp_address = server.sockets[0].getsockname()[:2]
+        if unix:
+            path = Path(unix)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_socket():
+                path.unlink()  # a stale socket from an earlier run
+            server = await loop.create_unix_server(lambda: IngestProtocol(self), str(path), backlog=2048)
+            self.servers.append(server)
+            self.unix_path = str(path)
+
+    def pause_all(self) -> None:
+        """Stop reading from every client (the engine is behind)."""
+        if not self.paused:
+            self.paused = True
+            for conn in self.connections:
+                if conn.transport is not None:
+                    conn.transport.pause_reading()
+
+    def resume_all(self) -> None:
+        if self.paused:
+            self.paused = False
+            for conn in self.connections:
+                if conn.transport is not None and not conn.write_paused and not conn.closed:
+                    conn.transport.resume_reading()
+
+    async def stop_accepting(self) -> None:
+        for server in self.servers:
+            server.close()
+        if self.unix_path and os.path.exists(self.unix_path):
+            try:
+                os.unlink(self.unix_path)
+            except OSError:
+                pass
+
+    async def close(self) -> None:
+        """Stop accepting, let pending sync replies finish, close every connection."""
+        await self.stop_accepting()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=5)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        self.servers.clear()

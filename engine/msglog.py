@@ -1,0 +1,69 @@
+"""The message log: every orchestrated message's outcome, kept for ``log_retention`` and then dropped.
+
+Records arrive in engine-time order, so the log is a deque: expiry pops from the left while the oldest
+record is older than the retention (O(expired), never a full scan). Queries (admin ``logs``,
+``cartwheel logs``) filter a linear pass; they are rare and bounded by ``limit``.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from actors.effects import LogRecord
+
+__all__ = ["MessageLog"]
+
+FIELDS = ("store", "cart", "profile", "channel", "outcome")
+
+
+class MessageLog:
+    """An in-memory, time-ordered message log with retention (seconds)."""
+
+    def __init__(self, retention_s: float) -> None:
+        self.retention_s = retention_s
+        self._records: deque[LogRecord] = deque()
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def append(self, record: LogRecord) -> None:
+        if not record.id:
+            self._seq += 1
+            record.id = f"log-{self._seq}"
+        self._records.append(record)
+
+    def expire(self, now: float) -> int:
+        """Drop records older than the retention; returns how many went."""
+        records = self._records
+        cutoff = now - self.retention_s
+        n = 0
+        while records and records[0].at < cutoff:
+            records.popleft()
+            n += 1
+        return n
+
+    def query(self, *, limit: int = 100, since: float | None = None, until: float | None = None,
+              **filters: Any) -> list[dict[str, Any]]:
+        """The newest ``limit`` records matching every given field (store, cart, profile, channel,
+        outcome) and time range, oldest first."""
+        unknown = set(filters) - set(FIELDS)
+        if unknown:
+            raise ValueError(f"unknown log filter {sorted(unknown)[0]!r} (known: {', '.join(FIELDS)}, since, until, limit)")
+        wanted = [(k, v) for k, v in filters.items() if v is not None]
+        out: list[dict[str, Any]] = []
+        for record in reversed(self._records):
+            if until is not None and record.at > until:
+                continue
+            if since is not None and record.at < since:
+                break
+            if all(str(getattr(record, k)) == str(v) for k, v in wanted):
+                out.append(record.as_dict())
+                if len(out) >= limit:
+                    break
+        out.reverse()
+        return out
+
+    def __iter__(self) -> Iterator[LogRecord]:
+        return iter(self._records)

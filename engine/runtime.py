@@ -1,0 +1,232 @@
+"""The runtime: one loop that turns events and fired timers into applied effects.
+
+Actors (``actors/``) decide; the runtime does. It owns the timing wheel, the message log and the
+counters, and hands send intents to a dispatcher (the channel pools). Every input reaches actors
+through two doors:
+
+* :meth:`Runtime.apply_event` — a validated ingest event (hot path: no logging, no awaits, no
+  per-event allocation beyond what the actor returns);
+* :meth:`Runtime.fire_due` — the wheel's due timers, in due order, each handed to its actor.
+
+The tick driver (:meth:`Runtime.run`) sleeps until the wheel's next event (``next_event``), never
+busy-looping, and fires at most ``fire_batch`` timers per loop turn before yielding to the event loop,
+so that ingest and firing share the core fairly. With a manual clock nothing fires by itself:
+:meth:`Runtime.advance_clock` (the admin command ``clock advance``) moves time and fires everything due
+up to the new time, in order, and waits until every send it produced has an outcome.
+
+Ticks: a time ``t`` (unix seconds) is due at tick ``ceil(t / tick_s)``, so a timer never fires early.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from actors.effects import CANCEL, LOG, METRIC, SCHEDULE, SEND, LogRecord, SendIntent
+from engine.clock import Clock, ManualClock
+from engine.msglog import MessageLog
+from engine.stats import Stats
+from timing_wheel import TimingWheel
+
+__all__ = ["Runtime", "Dispatcher"]
+
+log = logging.getLogger("cartwheel.runtime")
+
+
+class Dispatcher(Protocol):
+    """Where send intents go (the channel pools). ``submit`` must not block the caller."""
+
+    def submit(self, intent: SendIntent) -> None: ...
+
+    async def idle(self) -> None:
+        """Return once every submitted intent has reached an outcome."""
+        ...
+
+
+class Runtime:
+    """The engine's core loop state.
+
+    Args:
+        registry: the actors' registry (``actors.registry.Registry``).
+        clock: the engine clock.
+        tick_s: wheel tick length in seconds (config ``engine.tick``).
+        log_retention_s: how long message-log records are kept.
+        fire_batch: timers fired per loop turn before yielding to ingest.
+    """
+
+    def __init__(
+        self, registry: Any, clock: Clock, *, tick_s: float = 0.1, log_retention_s: float = 5 * 86400,
+        fire_batch: int = 5000, dispatcher: Dispatcher | None = None,
+    ) -> None:
+        self.registry = registry
+        self.clock = clock
+        self.tick_s = tick_s
+        now = clock.now()
+        self.wheel = TimingWheel(self._tick_of(now), tick_s=tick_s)
+        self.stats = Stats()
+        self.msglog = MessageLog(log_retention_s)
+        self.fire_batch = fire_batch
+        self.dispatcher = dispatcher
+        #: callbacks run after each applied batch of effects that changed a cart (snapshots hook here)
+        self.on_dirty: Callable[[Any], None] | None = None
+        self._running = False
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ time
+    def _tick_of(self, t: float) -> int:
+        """The first tick at or after ``t`` (seconds): a timer due at ``t`` never fires early."""
+        return math.ceil(t / self.tick_s - 1e-9)
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    # ------------------------------------------------------------------ effects
+    def apply_effects(self, effects: list[Any], now: float) -> None:
+        """Carry out an actor's effects, in order."""
+        wheel = self.wheel
+        for effect in effects:
+            op = effect[0]
+            if op == SCHEDULE:
+                actor = effect[1]
+                if actor.timer is not None:
+                    wheel.cancel(actor.timer)
+                actor.timer = wheel.schedule(self._tick_of(effect[2]), actor, effect[3])
+            elif op == CANCEL:
+                actor = effect[1]
+                if actor.timer is not None:
+                    wheel.cancel(actor.timer)
+                    actor.timer = None
+            elif op == SEND:
+                self._send(effect[1], now)
+            elif op == LOG:
+                self.record(effect[1])
+            elif op == METRIC:
+                self.stats.metric(effect[1], effect[2])
+
+    def _send(self, intent: SendIntent, now: float) -> None:
+        if self.dispatcher is None:
+            # No channels wired (simulate, tests of the domain): the intent counts as sent at once.
+            self.delivered(intent, "sent", now)
+            return
+        self.stats.queued += 1
+        self.dispatcher.submit(intent)
+
+    def record(self, record: LogRecord) -> None:
+        """Add a record to the message log and count it."""
+        self.msglog.append(record)
+        self.stats.outcome(record.channel, record.outcome)
+
+    def delivered(self, intent: SendIntent, outcome: str, now: float, *, detail: str = "",
+                  invalidate_contact: bool = False) -> None:
+        """A delivery result came back from a channel: tell the actors, log and count it."""
+        effects = self.registry.delivered(intent, outcome, now, detail=detail, invalidate_contact=invalidate_contact)
+        self.record(LogRecord(
+            id=intent.message_id, at=now, store=intent.store, cart=intent.cart, profile=intent.profile,
+            run=intent.run, step=intent.step, channel=intent.channel, outcome=outcome, reason=detail,
+        ))
+        if effects:
+            self.apply_effects(effects, now)
+
+    def still_wanted(self, intent: SendIntent) -> str | None:
+        """Asked by a pool right before a send: None to send, else why it is cancelled."""
+        return self.registry.still_wanted(intent, self.clock.now())
+
+    # ------------------------------------------------------------------ the two doors
+    def apply_event(self, event: dict[str, Any], now: float) -> None:
+        """Apply one validated event (hot path)."""
+        effects = self.registry.apply(event, now)
+        if effects:
+            self.apply_effects(effects, now)
+
+    def fire_due(self, now: float, limit: int | None = None) -> int:
+        """Fire timers due at or before ``now`` (at most about ``limit``); returns how many fired."""
+        to_tick = int(now / self.tick_s + 1e-9)
+        batch = self.wheel.expire(to_tick, self.fire_batch if limit is None else limit)
+        if not batch:
+            return 0
+        fire = self.registry.fire
+        apply = self.apply_effects
+        lag = self.stats.timer_lag
+        for j in range(0, len(batch), 2):
+            actor = batch[j]
+            actor.timer = None
+            due = getattr(actor, "due", None)
+            if due is not None:
+                lag.record(now - due)
+            effects = fire(actor, batch[j + 1], now)
+            if effects:
+                apply(effects, now)
+        n = len(batch) // 2
+        self.stats.timers_fired += n
+        return n
+
+    def timers_pending(self) -> int:
+        return len(self.wheel)
+
+    # ------------------------------------------------------------------ the tick driver
+    async def run(self) -> None:
+        """Fire timers as the clock reaches them, until :meth:`stop`."""
+        self._running = True
+        clock = self.clock
+        while self._running:
+            now = clock.now()
+            fired = self.fire_due(now)
+            self.msglog.expire(now)
+            if fired:
+                # More may be due: let ingest run one turn, then continue.
+                await asyncio.sleep(0)
+                continue
+            nxt = self.wheel.next_event()
+            if isinstance(clock, ManualClock):
+                await clock.sleep_until(math.inf)
+                continue
+            wake_at = now + 1.0 if nxt is None else min(nxt * self.tick_s, now + 1.0)
+            await clock.sleep_until(wake_at)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="cartwheel-ticks")
+
+    async def stop(self) -> None:
+        self._running = False
+        self.clock.wake()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def advance_clock(self, seconds: float) -> tuple[float, int]:
+        """Move a manual clock forward and fire everything due on the way, in order.
+
+        Returns ``(now, fired)`` after every send produced has reached an outcome.
+
+        Raises:
+            ValueError: the clock is not manual, or ``seconds`` is negative.
+        """
+        clock = self.clock
+        if not isinstance(clock, ManualClock):
+            raise ValueError(f"clock advance needs the manual clock; this engine runs a {clock.kind} clock")
+        if seconds < 0:
+            raise ValueError("clock advance: the duration must not be negative")
+        target = clock.now() + seconds
+        fired = 0
+        # Step from event to event so that every actor sees the time its timer was due at.
+        while True:
+            nxt = self.wheel.next_due()
+            if nxt is None or nxt * self.tick_s > target + 1e-9:
+                break
+            step_to = max(clock.now(), nxt * self.tick_s)
+            clock.set(step_to)
+            fired += self.fire_due(step_to, limit=1 << 30)
+            self.msglog.expire(step_to)
+            if self.dispatcher is not None:
+                await self.dispatcher.idle()  # sends happen at their own virtual time
+        clock.set(target)
+        fired += self.fire_due(target, limit=1 << 30)
+        self.msglog.expire(target)
+        if self.dispatcher is not None:
+            await self.dispatcher.idle()
+        return clock.now(), fired
+
+    def __repr__(self) -> str:
+        return f"<Runtime carts={len(self.registry)} timers={len(self.wheel)} clock={self.clock!r}>"
