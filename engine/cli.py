@@ -23,6 +23,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--check", action="store_true", help="validate the config, print every problem, exit")
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
 
+    send = sub.add_parser("send", help="send a file of events (JSON lines or msgpack) to a running engine")
+    send.add_argument("file", type=Path, help="events: JSON lines, or a msgpack stream of frames")
+    send.add_argument("--config", metavar="FILE", help="find the engine's ingest socket from this config")
+    send.add_argument("--unix", metavar="PATH", help="ingest UNIX socket (overrides the config)")
+    send.add_argument("--tcp", metavar="HOST:PORT", help="ingest TCP address (overrides the config)")
+    send.add_argument("--batch", type=int, default=100, help="events per frame (default 100)")
+    send.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    sim = sub.add_parser("simulate", help="preview what a flow would send for a file of events (no network)")
+    sim.add_argument("file", type=Path, help="events: JSON lines or msgpack, with ts (unix seconds)")
+    sim.add_argument("--config", metavar="FILE", help="stores, flows and channels to simulate (default: embedded)")
+    sim.add_argument("--horizon", metavar="DURATION", help="how long to run after the last event (default: the longest flow)")
+
+    demo = sub.add_parser("demo", help="engine + a simulated shop on a scaled clock, with live progress and a summary")
+    demo.add_argument("--shoppers", type=int, default=3000, help="simulated shoppers (default 3000)")
+    demo.add_argument("--speed", type=float, default=3600.0, help="simulated seconds per real second (default 3600)")
+    demo.add_argument("--hours", type=float, default=54.0, help="simulated hours to run (default 54)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument("--dir", type=Path, default=Path("run/demo"), help="state and outbox directory (default run/demo)")
+
     bench = sub.add_parser("bench", help="run a benchmark scenario (wheel, memory, channels, all)")
     bench.add_argument("name", help="scenario name: wheel, memory, channels, all")
     bench.add_argument("--quick", action="store_true", help="small sizes, finishes in under 60 s")
@@ -83,6 +103,81 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(_run_engine(args.config))
 
 
+def _load(path: str | None) -> object | None:
+    from engine.config import ConfigError, check_sections, load_config
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    problems = check_sections(config)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return None
+    return config
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.send import print_summary, send_file
+
+    if not args.file.exists():
+        print(f"cartwheel send: no such file: {args.file}", file=sys.stderr)
+        return 2
+    if args.batch < 1:
+        print("cartwheel send: --batch must be at least 1", file=sys.stderr)
+        return 2
+    tcp = unix = None
+    if args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        if not port.isdigit():
+            print(f"cartwheel send: --tcp: expected HOST:PORT, got {args.tcp!r}", file=sys.stderr)
+            return 2
+        tcp = (host or "127.0.0.1", int(port))
+    elif args.unix:
+        unix = args.unix
+    else:
+        config = _load(args.config)
+        if config is None:
+            return 2
+        unix, tcp = config.engine.ingest_unix, config.engine.ingest_tcp  # type: ignore[attr-defined]
+        if unix and not Path(unix).exists():
+            unix = None  # the engine may listen on TCP only
+    try:
+        summary = asyncio.run(send_file(args.file, tcp=tcp, unix=unix, batch=args.batch, progress=not args.json))
+    except (ConnectionError, FileNotFoundError, OSError) as exc:
+        where = unix or (f"{tcp[0]}:{tcp[1]}" if tcp else "?")
+        print(f"cartwheel send: cannot reach the engine at {where}: {exc}. Is `cartwheel run` running?", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print_summary(summary)
+    return 0 if not summary["problems"] and summary["rejected"] == 0 else 1
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from actors.durations import parse_duration
+    from engine.simulate import run_simulate
+
+    if not args.file.exists():
+        print(f"cartwheel simulate: no such file: {args.file}", file=sys.stderr)
+        return 2
+    config = _load(args.config)
+    if config is None:
+        return 2
+    horizon = None
+    if args.horizon:
+        try:
+            horizon = parse_duration(args.horizon)
+        except ValueError as exc:
+            print(f"cartwheel simulate: --horizon: {exc}", file=sys.stderr)
+            return 2
+    return run_simulate(config, args.file, horizon_s=horizon)  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -91,6 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "run":
         return cmd_run(args)
+    if args.command == "send":
+        return cmd_send(args)
+    if args.command == "simulate":
+        return cmd_simulate(args)
+    if args.command == "demo":
+        from engine.demo import run_demo
+
+        _install_uvloop()
+        return run_demo(shoppers=args.shoppers, speed=args.speed, hours=args.hours, seed=args.seed, directory=args.dir)
     if args.command == "bench":
         from bench.harness import run_scenario
 

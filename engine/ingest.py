@@ -293,6 +293,9 @@ class IngestServer:
                     conn.transport.resume_reading()
 
     async def stop_accepting(self) -> None:
+        """No new connections, and no more frames read from open ones (a graceful stop's first step:
+        every event answered as accepted before this point is in the final snapshot)."""
+        self.pause_all()
         for server in self.servers:
             server.close()
         if self.unix_path and os.path.exists(self.unix_path):

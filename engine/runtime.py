@@ -120,12 +120,8 @@ class Runtime:
 
     def delivered(self, intent: SendIntent, outcome: str, now: float, *, detail: str = "",
                   invalidate_contact: bool = False) -> None:
-        """A delivery result came back from a channel: tell the actors, log and count it."""
+        """A delivery result came back from a channel: tell the actors (they return its log record)."""
         effects = self.registry.delivered(intent, outcome, now, detail=detail, invalidate_contact=invalidate_contact)
-        self.record(LogRecord(
-            id=intent.message_id, at=now, store=intent.store, cart=intent.cart, profile=intent.profile,
-            run=intent.run, step=intent.step, channel=intent.channel, outcome=outcome, reason=detail,
-        ))
         if effects:
             self.apply_effects(effects, now)
 

@@ -1,0 +1,153 @@
+"""``cartwheel send FILE``: stream a file of events to a running engine and summarise the replies.
+
+The file is JSON lines (one event, or one array of events, per line; blank lines and ``#`` comments
+skipped) or msgpack (a stream of frames), told apart by its first byte. Events go out pipelined in
+frames of ``--batch`` events; replies are matched to frames by ``seq``. A line that is not valid JSON is
+reported with its line number and skipped: it never stops the rest.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+__all__ = ["read_events", "send_file"]
+
+
+def read_events(path: Path, problems: list[str]) -> Iterator[tuple[str, Any]]:
+    """Yield ``(where, event)`` from a JSON-lines or msgpack file; bad lines go to ``problems``."""
+    with open(path, "rb") as f:
+        head = f.read(1)
+        f.seek(0)
+        if head in (b"{", b"[", b"#", b"\n", b" ", b"\r", b""):
+            for number, raw in enumerate(f, 1):
+                line = raw.strip()
+                if not line or line.startswith(b"#"):
+                    continue
+                try:
+                    value = json.loads(line)
+                except ValueError as exc:
+                    problems.append(f"{path}:{number}: not valid JSON ({exc})")
+                    continue
+                for event in value if isinstance(value, list) else [value]:
+                    yield f"{path}:{number}", event
+        else:
+            unpacker = msgpack.Unpacker(f, raw=False, strict_map_key=False)
+            number = 0
+            try:
+                for value in unpacker:
+                    number += 1
+                    for event in value if isinstance(value, list) else [value]:
+                        yield f"{path}: frame {number}", event
+            except (ValueError, msgpack.UnpackException) as exc:
+                problems.append(f"{path}: invalid msgpack after frame {number} ({exc})")
+
+
+async def _connect(tcp: tuple[str, int] | None, unix: str | None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    if unix:
+        return await asyncio.open_unix_connection(unix)
+    if tcp:
+        return await asyncio.open_connection(*tcp)
+    raise ValueError("no ingest address: give --unix PATH or --tcp HOST:PORT, or a config with one")
+
+
+async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None, batch: int = 100,
+                    progress: bool = True, out: Any = sys.stderr) -> dict[str, Any]:
+    """Send every event of ``path``; returns the summary (also printed by the CLI)."""
+    problems: list[str] = []
+    reader, writer = await _connect(tcp, unix)
+    frames: dict[int, list[str]] = {}
+    summary: dict[str, Any] = {"sent": 0, "accepted": 0, "rejected": 0, "frames": 0}
+    reasons: Counter[str] = Counter()
+    examples: list[str] = []
+    done = asyncio.Event()
+    sent_all = False
+    started = time.perf_counter()
+    last_print = 0.0
+
+    async def read_replies() -> None:
+        unpacker = msgpack.Unpacker(raw=False)
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            unpacker.feed(data)
+            for reply in unpacker:
+                where = frames.pop(reply.get("seq"), [])
+                if "error" in reply:
+                    problems.append(f"engine closed the connection: {reply['error']}")
+                    done.set()
+                    return
+                summary["accepted"] += reply.get("accepted", 0)
+                for index, reason in reply.get("rejected", []):
+                    summary["rejected"] += 1
+                    reasons[reason.split(":", 1)[0]] += 1
+                    if len(examples) < 20:
+                        examples.append(f"{where[index] if index < len(where) else '?'}: {reason}")
+            if sent_all and not frames:
+                break
+        done.set()
+
+    replies = asyncio.create_task(read_replies())
+    seq = 0
+    pending: list[Any] = []
+    origin: list[str] = []
+    for where, event in read_events(path, problems):
+        pending.append(event)
+        origin.append(where)
+        if len(pending) >= batch:
+            seq += 1
+            frames[seq] = origin
+            writer.write(msgpack.packb(pending))
+            summary["sent"] += len(pending)
+            pending, origin = [], []
+            await writer.drain()
+            now = time.perf_counter()
+            if progress and now - last_print >= 0.5:
+                last_print = now
+                rate = summary["sent"] / max(now - started, 1e-9)
+                print(f"\rsent {summary['sent']:,} events, accepted {summary['accepted']:,}, "
+                      f"rejected {summary['rejected']:,} ({rate:,.0f}/s)", end="", file=out, flush=True)
+    if pending:
+        seq += 1
+        frames[seq] = origin
+        writer.write(msgpack.packb(pending))
+        summary["sent"] += len(pending)
+        await writer.drain()
+    sent_all = True
+    summary["frames"] = seq
+    if seq == 0:
+        done.set()
+    try:
+        await asyncio.wait_for(done.wait(), 60)
+    except TimeoutError:
+        problems.append(f"no reply to {len(frames)} frames within 60 s")
+    replies.cancel()
+    writer.close()
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    summary["reasons"] = dict(reasons.most_common())
+    summary["examples"] = examples
+    summary["problems"] = problems
+    if progress:
+        print("", file=out)
+    return summary
+
+
+def print_summary(summary: dict[str, Any], out: Any = sys.stdout) -> None:
+    print(f"sent {summary['sent']:,} events in {summary['frames']:,} frames ({summary['seconds']} s): "
+          f"{summary['accepted']:,} accepted, {summary['rejected']:,} rejected", file=out)
+    if summary["reasons"]:
+        print("rejections by field:", file=out)
+        for field, n in summary["reasons"].items():
+            print(f"  {field:<24} {n:>8,}", file=out)
+    for line in summary["examples"]:
+        print(f"  {line}", file=out)
+    for line in summary["problems"]:
+        print(f"problem: {line}", file=out)

@@ -1,0 +1,188 @@
+"""The ingest wire protocol end to end, through real TCP and UNIX sockets (DESIGN.md "Wire protocol")."""
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import msgpack
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.app import Engine
+from tests.engine.conftest import Client, cart_event
+
+
+async def test_pipelined_frames_are_answered_in_order(engine: Engine) -> None:
+    client = await Client.tcp(engine)
+    for i in range(50):
+        client.send(cart_event(f"c{i}"))
+    await client.writer.drain()
+    seqs = [(await client.reply())["seq"] for _ in range(50)]
+    assert seqs == list(range(1, 51))
+    assert len(engine.registry) == 50
+    await client.close()
+
+
+async def test_batch_with_bad_events_applies_the_good_ones_and_names_the_bad(engine: Engine) -> None:
+    client = await Client.unix(engine)
+    bad_qty = cart_event("c2")
+    bad_qty["items"] = [{"sku": "A", "name": "x", "qty": 1, "price": 1.0}, {"sku": "B", "name": "y", "qty": 0, "price": 1.0}]
+    reply = await client.frame([cart_event("c1"), {"type": "cart.exploded", "store": "shop1"}, bad_qty,
+                                cart_event("c3"), "not a map"])
+    assert reply["seq"] == 1 and reply["accepted"] == 2
+    rejected = dict(reply["rejected"])
+    assert set(rejected) == {1, 2, 4}
+    assert "cart.exploded" in rejected[1] and rejected[1].startswith("type:")
+    assert rejected[2].startswith("items[1].qty:")
+    assert engine.registry.cart("shop1", "c1") is not None and engine.registry.cart("shop1", "c3") is not None
+    assert engine.registry.cart("shop1", "c2") is None
+    assert engine.stats.events_accepted == 2 and engine.stats.events_rejected == 3
+    await client.close()
+
+
+async def test_invalid_msgpack_mid_stream_closes_only_that_connection(engine: Engine) -> None:
+    bad = await Client.tcp(engine)
+    good = await Client.tcp(engine)
+    assert (await bad.frame(cart_event("c1")))["accepted"] == 1
+    bad.send_raw(b"\xc1garbage")  # 0xc1 is never used in msgpack
+    await bad.writer.drain()
+    reply = await bad.reply()
+    assert reply["seq"] == 2 and "invalid msgpack" in reply["error"]
+    assert await bad.reply() is None  # closed by the server
+    assert (await good.frame(cart_event("c2")))["accepted"] == 1
+    assert engine.registry.cart("shop1", "c1") is not None  # the earlier frame stays accepted
+    await good.close()
+    await bad.close()
+
+
+async def test_client_disconnecting_mid_frame_leaves_the_engine_serving(engine: Engine) -> None:
+    client = await Client.tcp(engine)
+    data = msgpack.packb(cart_event("half"))
+    client.send_raw(data[: len(data) // 2])
+    await client.writer.drain()
+    await client.close()
+    other = await Client.tcp(engine)
+    assert (await other.frame(cart_event("c9")))["accepted"] == 1
+    assert engine.registry.cart("shop1", "half") is None
+    await other.close()
+
+
+async def test_frame_too_large_is_refused_with_an_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from engine.clock import ManualClock
+    from tests.engine.conftest import START, engine_config
+
+    eng = Engine(engine_config(tmp_path, max_frame_bytes=4096), clock=ManualClock(START), base_dir=tmp_path)
+    await eng.start()
+    try:
+        client = await Client.tcp(eng)
+        client.send_raw(msgpack.packb({"type": "cart.updated", "store": "shop1", "pad": "x" * 100_000}))
+        await client.writer.drain()
+        reply = await client.reply()
+        assert "larger than 4096 bytes" in reply["error"]
+        await client.close()
+    finally:
+        await eng.stop()
+
+
+async def test_slow_consumer_is_paused_not_buffered(engine: Engine) -> None:
+    """A client that never reads its replies stops being read; other clients are unaffected."""
+    host, port = engine.ingest.tcp_address  # type: ignore[misc]
+    slow = socket.create_connection((host, port))
+    slow.setblocking(False)
+    chunk = msgpack.packb({"type": "session.ended", "store": "shop1", "cart": "nope"}) * 256
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+
+    def paused() -> bool:
+        return any(c.write_paused for c in engine.ingest.connections)
+
+    # Keep writing (yielding to the engine, which shares this loop) until it pauses reading us.
+    while not paused() and loop.time() < deadline:
+        try:
+            slow.send(chunk)
+        except BlockingIOError:
+            pass
+        await asyncio.sleep(0)
+    assert paused(), "the engine never applied back-pressure to a client that does not read"
+    frames_then = engine.stats.frames
+    # While paused the engine reads nothing more from that client, however long we go on writing.
+    for _ in range(200):
+        try:
+            slow.send(chunk)
+        except BlockingIOError:
+            pass
+        await asyncio.sleep(0)
+    assert engine.stats.frames - frames_then < 30_000  # at most what one read had already buffered
+    buffered = max(c.transport.get_write_buffer_size() for c in engine.ingest.connections if c.transport)
+    assert buffered < 4 * 2**20
+    other = await Client.tcp(engine)
+    assert (await other.frame(cart_event("ok")))["accepted"] == 1
+    await other.close()
+    slow.close()
+
+
+async def test_a_thousand_concurrent_connections(engine: Engine) -> None:
+    clients = [await Client.unix(engine) for _ in range(1000)]
+    for i, client in enumerate(clients):
+        client.send(cart_event(f"c{i}"))
+    for client in clients:
+        await client.writer.drain()
+    replies = await asyncio.gather(*(c.reply() for c in clients))
+    assert all(r["seq"] == 1 and r["accepted"] == 1 for r in replies)
+    assert len(engine.registry) == 1000
+    await asyncio.gather(*(c.close() for c in clients))
+
+
+async def test_sync_is_answered_after_earlier_events_are_durable(engine: Engine) -> None:
+    client = await Client.tcp(engine)
+    client.send(cart_event("c1"))
+    client.send({"type": "sync"})
+    client.send(cart_event("c2"))
+    await client.writer.drain()
+    r1, r2, r3 = await client.reply(), await client.reply(), await client.reply()
+    assert (r1["seq"], r2, r3["seq"]) == (1, {"seq": 2, "synced": True}, 3)
+    # the snapshot on disk holds c1
+    from actors.registry import Registry
+    from engine.snapshot import restore_state
+
+    fresh = Registry()
+    restore_state(fresh, engine.store.load(), source="test")  # type: ignore[arg-type]
+    assert fresh.cart("shop1", "c1") is not None
+    await client.close()
+
+
+async def test_duplicate_ids_are_accepted_once_and_ignored_after(engine: Engine) -> None:
+    client = await Client.tcp(engine)
+    first = await client.frame(cart_event("c1", id="evt-1"))
+    again = await client.frame(cart_event("c1", id="evt-1", value=99.0, items=[{"sku": "Z", "name": "z", "qty": 1, "price": 99.0}]))
+    assert first["accepted"] == again["accepted"] == 1
+    assert engine.stats.events_duplicate == 1
+    items, value, *_ = engine.registry.cart("shop1", "c1").contents()
+    assert value == 30.0
+    other_store = await client.frame(cart_event("c1", store="shop2", id="evt-1"))
+    assert other_store["accepted"] == 1 and engine.stats.events_duplicate == 1  # ids are per store
+    await client.close()
+
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=20) | st.binary(max_size=20),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10) | st.integers(-1000, 1000), children, max_size=6),
+    max_leaves=30,
+)
+event_keys = st.sampled_from(["type", "store", "cart", "profile", "items", "value", "ts", "id", "currency", "checkout_url"])
+eventish = st.dictionaries(event_keys, json_like | st.sampled_from(["cart.updated", "shop1", "order.completed"]), max_size=8)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frames=st.lists(eventish | json_like, min_size=1, max_size=8), noise=st.binary(max_size=64))
+async def test_fuzz_random_maps_and_bytes_never_break_the_engine(engine: Engine, frames: list, noise: bytes) -> None:
+    client = await Client.tcp(engine)
+    for frame in frames:
+        reply = await client.frame(frame)
+        assert reply is not None and ("accepted" in reply or "error" in reply or "synced" in reply)
+    client.send_raw(noise)
+    await client.writer.drain()
+    await client.close()
+    good = await Client.unix(engine)
+    assert (await good.frame(cart_event("steady")))["accepted"] == 1
+    await good.close()
