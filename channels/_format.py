@@ -1,0 +1,97 @@
+"""Small, locale-aware formatting for rendered messages: money, tracked links, safe URLs, whitespace.
+
+No Babel on purpose: a handful of currencies and two number conventions cover what recovery messages
+show (a unit price and a cart total). ``format_money(1234.5, "EUR", "en") == "€1,234.50"`` and
+``format_money(1234.5, "EUR", "es") == "1.234,50 €"``; an unknown currency is written by its code
+(``"1,234.50 CHF"``).
+"""
+from __future__ import annotations
+
+import re
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from urllib.parse import quote, urlsplit, urlunsplit
+
+__all__ = ["format_money", "tracked_url", "safe_url", "one_line", "language_of"]
+
+_SYMBOLS = {
+    "EUR": "€",
+    "USD": "$",
+    "GBP": "£",
+    "JPY": "¥",
+    "MXN": "$",
+    "ARS": "$",
+    "COP": "$",
+    "CLP": "$",
+    "BRL": "R$",
+    "INR": "₹",
+    "CAD": "$",
+    "AUD": "$",
+}
+_ZERO_DECIMALS = {"JPY", "KRW", "CLP", "COP", "VND", "ISK", "HUF"}
+#: languages writing "1.234,50 €" (decimal comma, symbol after)
+_COMMA_LANGUAGES = {"es", "de", "fr", "it", "pt", "nl"}
+
+
+def language_of(locale: str) -> str:
+    """``"es-MX"`` / ``"es_MX"`` / ``"ES"`` → ``"es"``; empty stays empty."""
+    return re.split(r"[-_]", locale.strip(), maxsplit=1)[0].lower() if locale else ""
+
+
+def format_money(amount: object, currency: str, language: str) -> str:
+    """Format ``amount`` of ``currency`` (ISO 4217 code) the way ``language`` readers expect."""
+    try:
+        value = Decimal(str(amount))
+    except (InvalidOperation, ValueError):
+        return str(amount)
+    if not value.is_finite():
+        return str(amount)
+    code = (currency or "").upper()
+    places = 0 if code in _ZERO_DECIMALS else 2
+    value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    sign = "-" if value < 0 else ""
+    digits = f"{abs(value):,.{places}f}"  # "1,234.50"
+    symbol = _SYMBOLS.get(code)
+    if language in _COMMA_LANGUAGES:
+        digits = digits.replace(",", "\0").replace(".", ",").replace("\0", ".")
+        return f"{sign}{digits} {symbol or code}".rstrip()
+    if symbol:
+        return f"{sign}{symbol}{digits}"
+    return f"{sign}{digits} {code}".rstrip()
+
+
+def safe_url(url: object) -> str:
+    """``url`` if it is an absolute http(s) URL, else "" (no ``javascript:`` in a shopper's inbox)."""
+    if not isinstance(url, str):
+        return ""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return ""
+    if any(c in url for c in "\r\n\t\0 "):
+        return ""
+    return url
+
+
+def tracked_url(url: str, param: str, value: str) -> str:
+    """``url`` with ``param=value`` added to its query, every other parameter kept byte for byte.
+
+    An existing ``param`` is replaced (a shopper forwarding an old link must not mix ids); the
+    fragment stays last. Returns "" when ``url`` is not an http(s) URL.
+    """
+    url = safe_url(url)
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    kept = [seg for seg in parts.query.split("&") if seg and seg.split("=", 1)[0] != param]
+    kept.append(f"{param}={quote(value, safe='')}")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept), parts.fragment))
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """Collapse whitespace and control characters; cut to ``limit`` characters (for headers, SMS)."""
+    s = re.sub(r"\s+", " ", str(text or "")).strip()
+    s = "".join(ch for ch in s if ch.isprintable())
+    return s if len(s) <= limit else s[: limit - 1].rstrip() + "…"
