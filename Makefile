@@ -19,10 +19,9 @@ redis-server:
 	  echo "installing redis-server with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
-# Until `cartwheel demo` lands (issue 4), the CLI's help and the wheel benchmark's quick run stand in.
+# The engine's main job on its embedded default: the engine plus a simulated shop on a scaled clock.
 demo: $(STAMP)
-	$(VENV)/bin/cartwheel --help
-	$(VENV)/bin/cartwheel bench wheel --quick
+	$(VENV)/bin/cartwheel demo
 
 test: $(STAMP) redis-server
 	$(PY) -m pytest -q

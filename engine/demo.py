@@ -168,6 +168,7 @@ async def _demo(shoppers: int, speed: float, hours: float, seed: int, directory:
     seen_log = 0
     last_progress = 0.0
     t0 = time.perf_counter()
+    tty = sys.stdout.isatty()
     print(f"cartwheel demo: {shoppers:,} shoppers, {hours:g} simulated hours at {speed:g}x "
           f"(~{hours * 3600 / speed:.0f} s); outbox in {directory / 'outbox'}", flush=True)
     while clock.now() < end:
@@ -183,38 +184,40 @@ async def _demo(shoppers: int, speed: float, hours: float, seed: int, directory:
             if record.outcome == "sent":
                 shop.on_message(record.as_dict(), sim_now)
         seen_log = len(records)
-        if time.perf_counter() - last_progress >= 1.0:
+        if time.perf_counter() - last_progress >= (1.0 if tty else 5.0):
             last_progress = time.perf_counter()
-            _progress(engine, sim_now - start)
+            _progress(engine, sim_now - start, tty)
         await asyncio.sleep(0.02)
-    _progress(engine, clock.now() - start)
-    print(flush=True)
+    _progress(engine, clock.now() - start, tty)
+    if tty:
+        print(flush=True)
     writer.close()
     reading.cancel()
-    summary = _summary(engine, replies, time.perf_counter() - t0)
+    summary = _summary(engine, replies, time.perf_counter() - t0, shoppers)
     await engine.stop()
     print(summary)
     return 0
 
 
-def _progress(engine: Any, elapsed_s: float) -> None:
+def _progress(engine: Any, elapsed_s: float, tty: bool) -> None:
     rec = engine.stats.recovery()
     sends = engine.stats.sends
     sent = sum(v.get("sent", 0) for v in sends.values())
     carts = len(engine.registry)
     h, m = divmod(int(elapsed_s // 60), 60)
-    line = (f"\r  +{h:02d}h{m:02d}m  carts {carts:>6,}  abandoned {rec['abandoned']:>6,}  messages {sent:>6,}  "
+    lead = "\r" if tty else ""
+    line = (f"{lead}  +{h:02d}h{m:02d}m  carts {carts:>6,}  abandoned {rec['abandoned']:>6,}  messages {sent:>6,}  "
             f"recovered {rec['recovered']:>5,} ({rec['rate'] * 100:4.1f}%)  revenue {rec['revenue']:>10,.2f} EUR  "
             f"timers {len(engine.runtime.wheel):>6,}")
-    print(line, end="", file=sys.stdout, flush=True)
+    print(line, end="" if tty else "\n", file=sys.stdout, flush=True)
 
 
-def _summary(engine: Any, replies: Counter[str], real_s: float) -> str:
+def _summary(engine: Any, replies: Counter[str], real_s: float, shoppers: int) -> str:
     rec = engine.stats.recovery()
     lines = ["", "cartwheel demo — summary", "-" * 48]
     rows = [
         ("events accepted", f"{replies['accepted']:,}"),
-        ("carts seen", f"{engine.stats.metrics.get('carts', 0) or len(engine.registry):,}"),
+        ("shoppers (one cart each)", f"{shoppers:,}"),
         ("abandoned", f"{rec['abandoned']:,}"),
         ("converted (bought, no message)", f"{rec['converted']:,}"),
         ("recovered (bought after a message)", f"{rec['recovered']:,}"),
