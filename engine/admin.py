@@ -2,47 +2,97 @@
 
 Modelled on HAProxy's runtime API: plain words, answers an operator can read and a program can parse.
 Every reply has ``"ok": true|false``; an error reply has ``"error"`` naming the command or argument at
-fault, and the connection stays open. The UNIX socket is created with mode 0600.
+fault, and the connection stays open. ``quit`` (or EOF) ends a session.
 
-Commands are methods of :class:`AdminCommands` named ``cmd_<word>``; ``help`` lists them from their
-docstrings, so a new command documents itself.
+Listeners (:class:`AdminServer`):
+
+* a UNIX socket (``engine.admin_unix``), created with mode 0600: file permissions are the access control;
+* optionally TCP on loopback (``engine.admin_tcp``). Every TCP connection must first send
+  ``auth TOKEN`` (the token of ``engine.admin_token`` / ``CARTWHEEL_ADMIN_TOKEN``, compared in constant
+  time). A wrong token, any other first line, or no line within :data:`AUTH_TIMEOUT_S` gets an error
+  reply and the connection is closed.
+
+Commands are methods of :class:`AdminCommands` named ``cmd_<word>``; ``help`` lists them with their
+arguments from the first line of their docstrings, so a new command documents itself. Commands that
+move time or change carts (``clock``, ``cancel``) run one at a time across all connections.
 """
 from __future__ import annotations
 
 import asyncio
+import errno
+import hmac
 import logging
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from actors.durations import parse_duration
+from actors.durations import format_duration, parse_duration
+from actors.effects import LogRecord
+from actors.states import IN_RUN
 from engine.clock import ManualClock, parse_time
+from engine.stats import StatsView
 
-__all__ = ["AdminCommands", "AdminServer"]
+__all__ = ["AUTH_TIMEOUT_S", "AdminCommands", "AdminServer", "CommandError", "encode_reply"]
 
 log = logging.getLogger("cartwheel.admin")
 
 _MAX_LINE = 64 * 1024
+#: seconds a TCP client has to send its ``auth`` line
+AUTH_TIMEOUT_S = 10.0
+#: the longest ``clock advance`` (ten years): protects against a typo like ``clock advance 99999999d``
+_MAX_ADVANCE_S = 3650 * 86400.0
+_LIMIT_RE = re.compile(r"[0-9]{1,6}\Z")
+_DELTA_RE = re.compile(r"[+-][0-9]{1,9}\Z")
+_LOG_FILTERS = ("store", "cart", "profile", "channel", "outcome")
+_OUTCOMES = ("sent", "failed", "skipped", "postponed", "cancelled", "uncertain")
+
+
+def _answers(path: str) -> bool:
+    """Whether something accepts connections on the UNIX socket ``path`` (a local connect is immediate)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 class CommandError(ValueError):
     """A command or argument is wrong; the message is sent back to the operator."""
 
 
-class AdminCommands:
-    """The commands, each ``async cmd_<name>(args) -> dict``. ``engine`` is an :class:`engine.app.Engine`."""
+def encode_reply(reply: dict[str, Any]) -> bytes:
+    """One reply as a JSON line (non-string keys and odd values are stringified, never an exception)."""
+    return orjson.dumps(reply, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n"
 
-    def __init__(self, engine: Any) -> None:
+
+class AdminCommands:
+    """The commands, each ``async cmd_<name>(args) -> dict``.
+
+    Args:
+        engine: an :class:`engine.app.Engine`.
+        view: the engine's :class:`~engine.stats.StatsView` (built here when not given).
+    """
+
+    def __init__(self, engine: Any, view: StatsView | None = None) -> None:
         self.engine = engine
+        self.view = view if view is not None else StatsView(engine)
+        self._mutate = asyncio.Lock()  # clock moves and cancels do not interleave across connections
 
     async def run(self, line: str) -> dict[str, Any]:
+        """Run one command line; never raises (errors become ``{"ok": false, "error": ...}``)."""
         words = line.split()
         if not words:
             return {"ok": False, "error": "empty command (try: help)"}
         name, args = words[0].lower(), words[1:]
-        method = getattr(self, "cmd_" + name.replace("-", "_"), None)
+        attr = name.replace("-", "_")
+        method = getattr(self, "cmd_" + attr, None) if attr.isidentifier() else None
         if method is None:
             return {"ok": False, "error": f"unknown command {name!r} (try: help)"}
         try:
@@ -54,29 +104,31 @@ class AdminCommands:
             return {"ok": False, "error": f"{name}: internal error ({type(exc).__name__}: {exc})"}
         return {"ok": True, **reply}
 
+    # ------------------------------------------------------------------ reading
     async def cmd_help(self, args: list[str]) -> dict[str, Any]:
-        """help — this list."""
+        """help — this list: each command with its arguments."""
         commands = {}
         for attr in sorted(dir(self)):
             if attr.startswith("cmd_"):
                 doc = (getattr(self, attr).__doc__ or "").strip().splitlines()[0]
                 commands[attr[4:]] = doc
+        commands["quit"] = "quit — close this connection"
         return {"commands": commands}
 
     async def cmd_stats(self, args: list[str]) -> dict[str, Any]:
-        """stats — carts by state, timers, events, sends, recovery, latency, persistence."""
-        return self.engine.stats_document()
+        """stats — carts by state, timers, events and rates, sends, recovery, latency, persistence, memory."""
+        if args:
+            raise CommandError("takes no arguments")
+        return self.view.document()
 
     async def cmd_cart(self, args: list[str]) -> dict[str, Any]:
-        """cart STORE CART — one cart: state, run, next deadline, items, messages so far."""
+        """cart STORE CART — one cart: state, items, run, next deadline, messages so far."""
         if len(args) != 2:
             raise CommandError("usage: cart STORE CART")
-        actor = self.engine.registry.cart(args[0], args[1])
-        if actor is None:
-            raise CommandError(f"no cart {args[1]!r} in store {args[0]!r}")
+        actor = self._cart(args[0], args[1])
         doc = dict(actor.describe())
         doc["next_due"] = actor.due
-        doc["messages"] = self.engine.runtime.msglog.query(store=args[0], cart=args[1], limit=1000)
+        doc["messages"] = self.engine.runtime.msglog.query(store=actor.store.id, cart=actor.cart, limit=1000)
         return doc
 
     async def cmd_logs(self, args: list[str]) -> dict[str, Any]:
@@ -86,10 +138,10 @@ class AdminCommands:
         since = until = None
         for arg in args:
             key, sep, value = arg.partition("=")
-            if not sep:
+            if not sep or not key:
                 raise CommandError(f"expected key=value, got {arg!r}")
             if key == "limit":
-                if not value.isdigit() or not 0 < int(value) <= 100_000:
+                if not _LIMIT_RE.match(value) or not 0 < int(value) <= 100_000:
                     raise CommandError(f"limit: expected a whole number 1..100000, got {value!r}")
                 limit = int(value)
             elif key in ("since", "until"):
@@ -97,8 +149,13 @@ class AdminCommands:
                     t = parse_time(value)
                 except ValueError as exc:
                     raise CommandError(f"{key}: {exc}") from None
-                since, until = (t, until) if key == "since" else (since, t)
-            elif key in ("store", "cart", "profile", "channel", "outcome"):
+                if key == "since":
+                    since = t
+                else:
+                    until = t
+            elif key in _LOG_FILTERS:
+                if key == "outcome" and value not in _OUTCOMES:
+                    raise CommandError(f"outcome: expected one of {', '.join(_OUTCOMES)}, got {value!r}")
                 filters[key] = value
             else:
                 raise CommandError(f"unknown filter {key!r} (store, cart, profile, channel, outcome, since, until, limit)")
@@ -106,35 +163,41 @@ class AdminCommands:
         return {"records": records}
 
     async def cmd_flows(self, args: list[str]) -> dict[str, Any]:
-        """flows — every flow and its steps."""
-        return {"flows": {name: flow.describe() for name, flow in self.engine.registry.flows.items()}}
+        """flows — every flow: abandonment, expiry, attribution and its steps."""
+        flows = {}
+        for name, flow in self.engine.registry.flows.items():
+            flows[name] = {
+                "abandon_after": format_duration(flow.abandon_after_s), "expire_after": format_duration(flow.expire_after_s),
+                "attribution_window": format_duration(flow.attribution_window_s), "steps": flow.describe(),
+            }
+        return {"flows": flows}
 
     async def cmd_channels(self, args: list[str]) -> dict[str, Any]:
-        """channels — each channel's kind, rate, queue depth, breaker state, paused."""
+        """channels — each channel's kind, rate, queue depth, in flight, breaker state, paused."""
         return {"channels": self.engine.channels_document()}
 
+    # ------------------------------------------------------------------ changing
     async def cmd_pause(self, args: list[str]) -> dict[str, Any]:
-        """pause CHANNEL — hold a channel's sends (they queue)."""
-        if len(args) != 1:
-            raise CommandError("usage: pause CHANNEL")
-        try:
-            self.engine.pause_channel(args[0], True)
-        except KeyError:
-            raise CommandError(f"no channel {args[0]!r}") from None
-        return {"channel": args[0], "paused": True}
+        """pause CHANNEL — hold a channel's sends (they stay queued)."""
+        return self._pause(args, True)
 
     async def cmd_resume(self, args: list[str]) -> dict[str, Any]:
         """resume CHANNEL — let a paused channel send again."""
+        return self._pause(args, False)
+
+    def _pause(self, args: list[str], paused: bool) -> dict[str, Any]:
         if len(args) != 1:
-            raise CommandError("usage: resume CHANNEL")
+            raise CommandError(f"usage: {'pause' if paused else 'resume'} CHANNEL")
         try:
-            self.engine.pause_channel(args[0], False)
+            self.engine.pause_channel(args[0], paused)
         except KeyError:
-            raise CommandError(f"no channel {args[0]!r}") from None
-        return {"channel": args[0], "paused": False}
+            known = ", ".join(self.engine.channels_document()) or "none"
+            raise CommandError(f"no channel {args[0]!r} (channels: {known})") from None
+        log.info("admin: channel %s %s", args[0], "paused" if paused else "resumed")
+        return {"channel": args[0], "paused": paused}
 
     async def cmd_credits(self, args: list[str]) -> dict[str, Any]:
-        """credits STORE [+N|-N] — show or adjust a store's email credits."""
+        """credits STORE [+N|-N] — show or adjust a store's email credits (null: unlimited)."""
         if not 1 <= len(args) <= 2:
             raise CommandError("usage: credits STORE [+N|-N]")
         rules = self.engine.registry.stores.get(args[0])
@@ -142,115 +205,218 @@ class AdminCommands:
             raise CommandError(f"no store {args[0]!r}")
         if len(args) == 2:
             text = args[1]
-            if text[:1] not in "+-" or not text[1:].isdigit():
+            if not _DELTA_RE.match(text):
                 raise CommandError(f"expected +N or -N, got {text!r}")
+            if rules.credits is None:
+                raise CommandError(f"store {args[0]!r} has unlimited credits (set credits in its config)")
             rules.adjust_credits(int(text))
-        return {"store": args[0], "credits": rules.credits}
+            log.info("admin: store %s credits %s -> %s", args[0], text, rules.credits)
+        return {"store": args[0], "credits": rules.credits, "unlimited": rules.credits is None}
 
     async def cmd_cancel(self, args: list[str]) -> dict[str, Any]:
-        """cancel STORE CART — stop a cart's recovery run (logged as cancelled)."""
+        """cancel STORE CART — stop a cart's recovery run (queued sends cancelled; logged as cancelled)."""
         if len(args) != 2:
             raise CommandError("usage: cancel STORE CART")
-        if self.engine.registry.cart(args[0], args[1]) is None:
-            raise CommandError(f"no cart {args[1]!r} in store {args[0]!r}")
-        now = self.engine.clock.now()
-        self.engine.runtime.apply_event({"type": "cart.cleared", "store": args[0], "cart": args[1], "ts": now}, now)
-        return {"store": args[0], "cart": args[1], "cancelled": True}
+        async with self._mutate:
+            actor = self._cart(args[0], args[1])
+            if actor.state not in IN_RUN:
+                raise CommandError(f"cart {args[1]!r} is not in a recovery run (state {actor.state.value})")
+            runtime = self.engine.runtime
+            now = self.engine.clock.now()
+            run = actor.run
+            profile = actor.describe().get("profile")  # before clearing, which forgets the shopper
+            # The actors have no "stop the run" input of their own; clearing the cart stops the run at once,
+            # cancels every postponed send and, through still_wanted, everything queued in the pools.
+            runtime.apply_event({"type": "cart.cleared", "store": actor.store.id, "cart": actor.cart, "ts": now}, now)
+            runtime.record(LogRecord(
+                id=f"{actor.store.id}:{actor.cart}:{run}:cancel", at=now, store=actor.store.id, cart=actor.cart,
+                profile=profile, run=run, step=None, channel=None,
+                outcome="cancelled", reason="cancelled by operator",
+            ))
+        log.info("admin: cancelled run %d of cart %s/%s", run, args[0], args[1])
+        return {"store": args[0], "cart": args[1], "run": run, "cancelled": True}
 
     async def cmd_snapshot(self, args: list[str]) -> dict[str, Any]:
         """snapshot — write a full snapshot now."""
-        took = await self.engine.snapshot()
+        try:
+            took = await self.engine.snapshot()
+        except Exception as exc:  # noqa: BLE001 - the store is down: say so, keep the socket
+            raise CommandError(f"failed: {exc}") from None
         return {"snapshot": self.engine.store.describe(), "seconds": round(took, 4)}
 
     async def cmd_clock(self, args: list[str]) -> dict[str, Any]:
-        """clock [advance DURATION | set TIME] — the engine clock; advance/set need the manual clock."""
+        """clock [advance DURATION | set TIME] — the engine clock; advance and set need the manual clock."""
         clock = self.engine.clock
         if not args:
             return {"now": clock.now(), "kind": clock.kind}
         sub = args[0].lower()
-        if sub == "advance":
-            if len(args) != 2:
-                raise CommandError("usage: clock advance DURATION (e.g. 90m, 1h30m, 2d)")
-            try:
-                seconds = parse_duration(args[1])
-            except ValueError as exc:
-                raise CommandError(f"advance: {exc}") from None
+        if sub not in ("advance", "set"):
+            raise CommandError(f"unknown sub-command {sub!r} (advance DURATION, set TIME)")
+        if len(args) != 2:
+            example = "DURATION (e.g. 90m, 1h30m, 2d)" if sub == "advance" else "TIME (unix seconds or ISO 8601)"
+            raise CommandError(f"usage: clock {sub} {example}")
+        if not isinstance(clock, ManualClock):
+            raise CommandError(f"{sub} needs the manual clock; this engine runs a {clock.kind} clock")
+        async with self._mutate:
+            if sub == "advance":
+                try:
+                    seconds = parse_duration(args[1])
+                except ValueError as exc:
+                    raise CommandError(f"advance: {exc}") from None
+                if seconds > _MAX_ADVANCE_S:
+                    raise CommandError(f"advance: at most 3650d at once, got {args[1]!r}")
+            else:
+                try:
+                    target = parse_time(args[1])
+                except ValueError as exc:
+                    raise CommandError(f"set: {exc}") from None
+                seconds = target - clock.now()
+                if seconds < 0:
+                    raise CommandError("set: time never moves backwards")
+                if seconds > _MAX_ADVANCE_S:
+                    raise CommandError("set: at most 3650d ahead of now")
             try:
                 now, fired = await self.engine.runtime.advance_clock(seconds)
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
-            return {"now": now, "fired": fired}
-        if sub == "set":
-            if len(args) != 2:
-                raise CommandError("usage: clock set TIME (unix seconds or ISO 8601)")
-            if not isinstance(clock, ManualClock):
-                raise CommandError(f"set needs the manual clock; this engine runs a {clock.kind} clock")
-            try:
-                target = parse_time(args[1])
-            except ValueError as exc:
-                raise CommandError(f"set: {exc}") from None
-            if target < clock.now():
-                raise CommandError("set: time never moves backwards")
-            now, fired = await self.engine.runtime.advance_clock(target - clock.now())
-            return {"now": now, "fired": fired}
-        raise CommandError(f"unknown sub-command {sub!r} (advance, set)")
+        return {"now": now, "fired": fired}
+
+    # ------------------------------------------------------------------ helpers
+    def _cart(self, store: str, cart: str) -> Any:
+        actor = self.engine.registry.cart(store, cart)
+        if actor is None:
+            raise CommandError(f"no cart {cart!r} in store {store!r}")
+        return actor
+
+    def __repr__(self) -> str:
+        return f"<AdminCommands engine={self.engine!r}>"
 
 
 class AdminServer:
-    """Serves :class:`AdminCommands` on a UNIX socket (mode 0600)."""
+    """Serves :class:`AdminCommands` on a UNIX socket (mode 0600) and optionally on loopback TCP (token)."""
 
     def __init__(self, commands: AdminCommands) -> None:
         self.commands = commands
-        self.server: asyncio.AbstractServer | None = None
         self.path: str | None = None
-        self.clients: set[asyncio.StreamWriter] = set()
+        self.tcp_address: tuple[str, int] | None = None
+        self._token: bytes | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._sessions: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self.served = 0  #: commands answered so far
+        self.refused = 0  #: TCP connections refused for authentication
 
     async def start(self, unix: str) -> None:
+        """Listen on the UNIX socket ``unix`` (its directory is created; a stale socket is replaced).
+
+        Raises:
+            OSError: another process answers on that socket (a second engine must not steal it).
+        """
         path = Path(unix)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_socket():
+            if _answers(str(path)):
+                raise OSError(errno.EADDRINUSE, f"another process is listening on {path}")
             path.unlink()
-        old = os.umask(0o177)
+        old = os.umask(0o177)  # the socket is born 0600: no window in which others may connect
         try:
-            self.server = await asyncio.start_unix_server(self._serve, str(path), limit=_MAX_LINE)
+            server = await asyncio.start_unix_server(
+                lambda r, w: self._serve(r, w, auth=False), str(path), limit=_MAX_LINE)
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
+        self._servers.append(server)
         self.path = str(path)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.clients.add(writer)
+    async def start_tcp(self, host: str, port: int, token: str) -> None:
+        """Listen on ``host:port`` (loopback; port 0 picks one); every connection must ``auth`` first."""
+        if not token:
+            raise ValueError("admin_tcp needs a token (engine.admin_token or CARTWHEEL_ADMIN_TOKEN)")
+        self._token = token.encode()
+        server = await asyncio.start_server(lambda r, w: self._serve(r, w, auth=True), host, port, limit=_MAX_LINE)
+        self._servers.append(server)
+        sock = server.sockets[0].getsockname()
+        self.tcp_address = (sock[0], sock[1])
+
+    async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         try:
+            raw = await asyncio.wait_for(reader.readline(), AUTH_TIMEOUT_S)
+        except TimeoutError:
+            error = f"auth: no 'auth TOKEN' line within {AUTH_TIMEOUT_S:g} s"
+        except (ValueError, asyncio.LimitOverrunError):
+            error = "auth: line too long"
+        else:
+            words = raw.decode("utf-8", "replace").split()
+            if len(words) == 2 and words[0].lower() == "auth":
+                assert self._token is not None
+                if hmac.compare_digest(words[1].encode(), self._token):
+                    writer.write(encode_reply({"ok": True, "auth": True}))
+                    await writer.drain()
+                    return True
+                error = "auth: wrong token"
+            else:
+                error = "auth required: send 'auth TOKEN' first"
+        self.refused += 1
+        peer = writer.get_extra_info("peername")
+        log.warning("admin: refused TCP connection from %s (%s)", peer, error)
+        writer.write(encode_reply({"ok": False, "error": error}))
+        await writer.drain()
+        return False
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, auth: bool) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions[task] = writer
+        try:
+            if auth and not await self._authenticate(reader, writer):
+                return
             while True:
                 try:
                     raw = await reader.readline()
                 except (ValueError, asyncio.LimitOverrunError):
-                    writer.write(orjson.dumps({"ok": False, "error": f"line longer than {_MAX_LINE} bytes"}) + b"\n")
+                    writer.write(encode_reply({"ok": False, "error": f"line longer than {_MAX_LINE} bytes"}))
                     break
                 if not raw:
                     break
                 line = raw.decode("utf-8", "replace").strip()
                 if not line:
                     continue
-                if line in ("quit", "exit"):
+                if line.lower() in ("quit", "exit"):
                     break
-                reply = await self.commands.run(line)
-                writer.write(orjson.dumps(reply, default=str) + b"\n")
+                if line.split()[0].lower() == "auth":
+                    reply: dict[str, Any] = {"ok": True, "auth": "not needed" if not auth else True}
+                else:
+                    reply = await self.commands.run(line)
+                self.served += 1
+                writer.write(encode_reply(reply))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
-            self.clients.discard(writer)
+            self._sessions.pop(task, None)
             writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
 
     async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            self.server = None
-        for writer in list(self.clients):
-            writer.close()  # their readers see EOF and the serving tasks end on their own
+        """Stop listening, end every session (a command under way is cancelled), remove the socket file."""
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        sessions = list(self._sessions)
+        for task in sessions:
+            task.cancel()
+        if sessions:
+            await asyncio.gather(*sessions, return_exceptions=True)
         if self.path and os.path.exists(self.path):
             try:
                 os.unlink(self.path)
             except OSError:
                 pass
+
+    def __repr__(self) -> str:
+        return (f"<AdminServer unix={self.path} tcp={self.tcp_address} sessions={len(self._sessions)} "
+                f"served={self.served} refused={self.refused}>")

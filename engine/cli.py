@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.add_argument("--dir", type=Path, default=Path("run/demo"), help="state and outbox directory (default run/demo)")
 
+    from engine.cli_clients import add_parsers
+
+    add_parsers(sub)
+
     bench = sub.add_parser("bench", help="run a benchmark scenario (wheel, memory, channels, all)")
     bench.add_argument("name", help="scenario name: wheel, memory, channels, all")
     bench.add_argument("--quick", action="store_true", help="small sizes, finishes in under 60 s")
@@ -195,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
 
         _install_uvloop()
         return run_demo(shoppers=args.shoppers, speed=args.speed, hours=args.hours, seed=args.seed, directory=args.dir)
+    from engine.cli_clients import CLIENT_COMMANDS, run_client
+
+    if args.command in CLIENT_COMMANDS:
+        return run_client(args)
     if args.command == "bench":
         from bench.harness import run_scenario
 

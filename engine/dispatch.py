@@ -22,6 +22,7 @@ import msgpack
 
 from actors.effects import SendIntent
 from channels import ChannelSettings, DeliveryResult, Message, Pool, Renderer, open_pool
+from engine.clock import monotonic
 from engine.config import Config
 
 __all__ = ["ChannelDispatcher", "FLOW_CHANNELS"]
@@ -41,6 +42,8 @@ class ChannelDispatcher:
         self.inflight: dict[str, SendIntent] = {}
         self.overflow: deque[tuple[Pool, Message]] = deque()
         self.on_pressure: Any = None  # callable(bool): True = pause ingest, False = resume
+        self._submitted_at: dict[str, float] = {}  # monotonic s, for the time-in-queue histogram
+        self._dispatched_at: dict[str, float] = {}  # monotonic s, for the provider-latency histogram
         self._drainer: asyncio.Task[None] | None = None
 
     @classmethod
@@ -75,6 +78,7 @@ class ChannelDispatcher:
             return
         message = self._message(intent)
         self.inflight[message.key] = intent
+        self._submitted_at[message.key] = monotonic()
         if self.overflow or not pool.offer(message):
             self.overflow.append((pool, message))
             if self.on_pressure is not None:
@@ -119,12 +123,23 @@ class ChannelDispatcher:
         intent = self.inflight.get(message.key)
         if intent is None:
             return "unknown message"
-        return self.runtime.still_wanted(intent)
+        reason = self.runtime.still_wanted(intent)
+        if reason is None:
+            t = monotonic()
+            self._dispatched_at[message.key] = t
+            t0 = self._submitted_at.pop(message.key, None)
+            if t0 is not None:
+                self.runtime.stats.record_queue_time(message.channel, t - t0)
+        return reason
 
     def _on_result(self, message: Message, result: DeliveryResult) -> None:
         intent = self.inflight.pop(message.key, None)
         if intent is None:
             return
+        self._submitted_at.pop(message.key, None)
+        t0 = self._dispatched_at.pop(message.key, None)
+        if t0 is not None:
+            self.runtime.stats.record_provider_latency(message.channel, monotonic() - t0)
         self.runtime.delivered(
             intent, str(result.outcome), self.runtime.now(), detail=result.detail,
             invalidate_contact=bool(result.invalidate_contact or result.opt_out),

@@ -67,6 +67,7 @@ class FrameHandler:
 
     def handle(self, seq: int, frame: Any) -> dict[str, Any]:
         """The reply to one (non-control) frame. Never raises on bad input."""
+        t0 = _perf()
         stats = self.stats
         stats.frames += 1
         now = self.now()
@@ -112,6 +113,7 @@ class FrameHandler:
         stats.events_accepted += accepted
         if rejected:
             stats.events_rejected += len(rejected)
+        stats.ingest_latency.record(_perf() - t0)  # once per frame, never per event
         return {"seq": seq, "accepted": accepted, "rejected": rejected or []}
 
 
