@@ -1,0 +1,481 @@
+"""The cart actor: one slotted object per cart, a deterministic state machine returning effects.
+
+Lifecycle::
+
+                cart.updated / checkout.started: new contents, no timer operation
+                    .---.
+                    |   v
+   first event --> [ active ] --- idle for abandon_after, or session.ended / ---> [ abandoned ]
+                    ^ ^   |        payment.failed, while not empty                     |
+                    | |   |                                              first intent   |
+                    | |   |                                              issued         v
+                    | +---|--- cart.updated: the run stops (also from abandoned) -- [ recovering ]
+                    |     |                                                            |
+                    |     +--- order.completed, no message credited ----> [ converted ] <--+ (from abandoned
+                    |                                                                    |    or recovering)
+                    |          order.completed within the attribution   --> [ recovered ] <-+
+                    |          window of the last message sent                  ^          |
+                    |                                                           | late     |
+                    |          expire_after since abandonment ------------> [ expired ] <--+
+                    |                                                       order within
+                    +------- cart.updated, from any final state: a new session  the window
+
+   cart.cleared, from any state ----------------------------------------------> [ cleared ]
+   (so does an active cart left empty for abandon_after, without the "cleared" metric)
+
+============  =================================================  ===========================================
+from          event or timer                                     to
+============  =================================================  ===========================================
+active        update (contents; timer left alone)                active
+active        idle timer, ``seen + abandon_after`` passed        abandoned (run n+1), or cleared if empty
+active        session.ended / payment.failed, not empty          abandoned (run n+1), at the event's time
+abandoned     a step issues its first intent                     recovering
+in a run      update                                             active (the run is over; held sends dropped)
+in a run      ``expire_after`` since abandonment                 expired
+any but final order.completed, a sent message within the window  recovered, else converted
+expired       order.completed, a sent message within the window  recovered, else converted
+final         update                                             active (run numbers keep growing)
+any           cart.cleared                                       cleared
+final         tombstone timer (``attribution_window`` later)     dropped from memory (run 0: at once)
+============  =================================================  ===========================================
+
+States: ``active`` (shopping), ``abandoned`` (a run started, nothing sent yet), ``recovering`` (the run
+issued at least one message), ``recovered`` (bought after a message, within the attribution window),
+``converted`` (bought, no message credited), ``expired`` (the run ran out), ``cleared`` (emptied by the
+shop). A *run* is one pass through the flow; run numbers grow by one per abandonment and are part of
+every idempotency key ``store:cart:run:step:channel``, so a re-abandoned cart gets fresh keys.
+
+Time. ``now`` is the engine clock (unix seconds); events carry ``ts``. An event's effective time is
+``t = max(seen, min(ts, now))``: an event cannot be later than the engine's now (a skewed shop clock is
+clamped), and an event older than what the cart already saw (out of order) is still applied — its
+contents replace the cart's, an order still converts — but at the cart's current time ``seen``, which
+never moves backwards. Abandonment and flow steps are anchored at those times (abandoned at
+``seen + abandon_after``, step ``k`` at ``abandoned_at + after_k``), not at when a timer happens to fire,
+so a late timer (100 ms ticks, or a restart after downtime) sends late but never shifts the schedule.
+
+Empty carts are never abandoned; an active cart that stays empty for ``abandon_after`` is forgotten as
+if it had been cleared (without counting it as cleared), so carts emptied by ``cart.updated`` do not
+stay in memory forever.
+
+One timer per cart (the idle-timer trick, DESIGN.md principle 3). ``due`` holds the due time of the one
+pending wheel timer (None: no timer). A cart update on an active cart that already has a timer only
+records ``seen`` and returns None: no wheel operation, no allocation. When that timer fires early, the
+cart computes its real deadline and re-arms for the remainder. Any firing is treated as "re-evaluate
+now", so a timer firing late, early or twice never breaks the machine. The runtime keeps the wheel handle
+in ``timer``; the actor never reads it.
+
+Memory (DESIGN.md principle 4): 14 slots and no per-cart containers on the hot path. The contents
+(items, value, currency, checkout_url) are one msgpack ``bytes`` (``blob``; bytes are not tracked by the
+collector) unpacked only when a step fires or the admin asks. Run-time extras (``held`` postponed sends,
+``touch`` attribution data) are None until needed.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from actors.effects import CANCEL, METRIC, SCHEDULE
+from actors.states import FINAL_STATES, IN_RUN, CartState
+from actors.steps import log_record, run_channel, run_step_conditions
+
+if TYPE_CHECKING:
+    from actors.stores import StoreRules
+
+__all__ = ["CartActor", "CartState", "FINAL_STATES", "TAG_IDLE", "TAG_STEP", "TAG_PURGE"]
+
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+_INF = math.inf
+#: A due time within this many seconds of ``now`` counts as reached. The wheel converts seconds to 100 ms
+#: ticks and back; at unix-time magnitudes that rounding can fire a timer a fraction of a microsecond
+#: before its due time, and re-arming for such a remainder would fire again at once, forever (on a manual
+#: clock). One microsecond is far below any tick and far above float resolution (~0.2 us at 1.7e9 s).
+_EPS_S = 1e-6
+
+
+ACTIVE, ABANDONED, RECOVERING = CartState.ACTIVE, CartState.ABANDONED, CartState.RECOVERING
+RECOVERED, CONVERTED, EXPIRED, CLEARED = CartState.RECOVERED, CartState.CONVERTED, CartState.EXPIRED, CartState.CLEARED
+_IN_RUN = IN_RUN
+
+#: Timer tags (informational: the cart's state says what a firing means).
+TAG_IDLE = 1  #: inactivity check of an active cart
+TAG_STEP = 2  #: next step, postponed send or expiry of a run
+TAG_PURGE = 3  #: a final cart's tombstone may be dropped
+
+# flag bits
+NONEMPTY = 1  #: the cart has at least one item
+HIGH_INTENT = 2  #: checkout.started was seen
+PAYMENT_FAILED = 4  #: payment.failed was seen
+
+_EMPTY_BLOB = _packb([[], 0.0, None, None])
+
+
+def _value_of(items: list[Any]) -> float:
+    """Cart value from its items when the event carries none: sum of qty * price."""
+    total = 0.0
+    for item in items:
+        try:
+            total += float(item.get("qty", 1)) * float(item.get("price", 0.0))
+        except (TypeError, ValueError, AttributeError):
+            continue
+    return total
+
+
+class CartActor:
+    """One cart. Built by the registry; driven by :meth:`handle` and :meth:`on_timer`.
+
+    Attributes:
+        store: the store's :class:`~actors.stores.StoreRules` (shared).
+        cart: the cart id.
+        profile: the shopper's profile id (in ``store.profiles``), or None.
+        blob: packed ``[items, value, currency, checkout_url]``.
+        state: a :class:`CartState`.
+        flags: bit set (non-empty, high intent, payment failed).
+        seen: the cart's clock: the latest effective event time (unix seconds).
+        due: due time of the pending timer (unix seconds), None when there is none.
+        timer: the runtime's wheel handle; never read by the actor.
+        run: the current (or last) run number, 0 before the first abandonment.
+        step: index into ``store.schedule`` of the run's next step.
+        since: abandonment time of the current run (unix seconds), None when not in a run.
+        held: None, or a sorted tuple of ``(due_s, step_no, channel)`` postponed sends.
+        touch: None, or ``(run, step_no, channel, at_s)`` of the last message sent (for attribution).
+    """
+
+    __slots__ = (
+        "store", "cart", "profile", "blob", "state", "flags", "seen", "due", "timer", "run", "step", "since",
+        "held", "touch",
+    )
+
+    def __init__(self, store: StoreRules, cart: str, profile: str | None, seen: float) -> None:
+        self.store = store
+        self.cart = cart
+        self.profile = profile
+        self.blob = _EMPTY_BLOB
+        self.state = ACTIVE
+        self.flags = 0
+        self.seen = seen
+        self.due: float | None = None
+        self.timer: Any = None
+        self.run = 0
+        self.step = 0
+        self.since: float | None = None
+        self.held: tuple[tuple[float, int, str], ...] | None = None
+        self.touch: tuple[int, int, str, float] | None = None
+
+    # ------------------------------------------------------------------ contents
+    def contents(self) -> tuple[list[dict[str, Any]], float, str | None, str | None]:
+        """``(items, value, currency, checkout_url)`` unpacked from the blob."""
+        items, value, currency, url = _unpackb(self.blob)
+        return items, value, currency, url
+
+    def _set_contents(self, event: Mapping[str, Any]) -> None:
+        items = event.get("items")
+        value = event.get("value")
+        currency = event.get("currency")
+        url = event.get("checkout_url")
+        if items is None or value is None or currency is None or url is None:
+            # A partial update: keep what the event does not say (rare; costs one unpack).
+            old_items, old_value, old_currency, old_url = self.contents()
+            if items is None:
+                items = old_items
+            if value is None:
+                value = _value_of(items) if "items" in event else old_value
+            if currency is None:
+                currency = old_currency
+            if url is None:
+                url = old_url
+        self.blob = _packb([items, value, currency, url])
+        if items:
+            self.flags |= NONEMPTY
+        else:
+            self.flags &= ~NONEMPTY
+
+    # ------------------------------------------------------------------ events
+    def handle(self, event: Mapping[str, Any], now: float) -> list[Any] | None:
+        """Apply one validated event at engine time ``now``; returns effects or None.
+
+        The registry has already linked the event's profile. Unknown event types are ignored.
+        """
+        ts = event.get("ts")
+        t = now if ts is None or ts > now else ts
+        if t > self.seen:
+            self.seen = t
+        else:
+            t = self.seen  # out of order (or same instant): applied at the cart's own time
+        etype = event["type"]
+        if etype == "cart.updated" or etype == "checkout.started":
+            state = self.state
+            if state is not ACTIVE:
+                return self._reactivate(event, t, state)
+            self._set_contents(event)
+            if etype == "checkout.started":
+                self.flags |= HIGH_INTENT
+            if self.due is not None:
+                return None  # the hot path: the pending timer re-arms itself when it fires
+            return self._arm(t + self.store.flow.abandon_after_s, TAG_IDLE, [])
+        if etype == "session.ended" or etype == "payment.failed":
+            if etype == "payment.failed":
+                self.flags |= PAYMENT_FAILED
+            if self.state is not ACTIVE or not self.flags & NONEMPTY:
+                return None  # already in a run, or final, or empty: nothing to abandon
+            effects: list[Any] = []
+            self._abandon(t, effects)
+            self._advance(now, effects)
+            return effects
+        if etype == "order.completed":
+            return self._order(event, t)
+        if etype == "cart.cleared":
+            return self._clear(t)
+        return None
+
+    def _reactivate(self, event: Mapping[str, Any], t: float, state: CartState) -> list[Any] | None:
+        """A cart update on a cart in a run or in a final state: back to active (the flow pauses).
+
+        The run is over for good: the next abandonment starts run ``n + 1``. Leaving a final state other
+        than *expired* starts a new shopping session (flags and attribution data reset); an expired cart
+        keeps its last message so that a later order is still attributed.
+        """
+        effects: list[Any] = []
+        if state in _IN_RUN:
+            self._drop_held(effects, "cancelled", "cart active again", t)
+        elif state is not EXPIRED:
+            self.touch = None  # an order consumed the attribution; a cleared cart forgot it
+            self.flags = 0
+        self._set_contents(event)
+        if event["type"] == "checkout.started":
+            self.flags |= HIGH_INTENT
+        self.state = ACTIVE
+        self.since = None
+        deadline = t + self.store.flow.abandon_after_s
+        if self.due is None or self.due > deadline:
+            self._arm(deadline, TAG_IDLE, effects)
+        return effects or None
+
+    def _abandon(self, at: float, effects: list[Any]) -> None:
+        self.run += 1
+        self.step = 0
+        self.since = at
+        self.state = ABANDONED
+        effects.append((METRIC, "abandoned", 1))
+        if self.flags & PAYMENT_FAILED:
+            effects.append((METRIC, "abandoned.payment_failed", 1))
+
+    def _order(self, event: Mapping[str, Any], t: float) -> list[Any] | None:
+        state = self.state
+        if state in FINAL_STATES and state is not EXPIRED:
+            return None  # a duplicate order, or an order for a cleared cart: counted once
+        effects: list[Any] = []
+        self._drop_held(effects, "cancelled", "order completed", t)
+        value = event.get("value")
+        if value is None:
+            value = self.contents()[1]
+        touch = self.touch
+        flow = self.store.flow
+        if touch is not None and 0.0 <= t - touch[3] <= flow.attribution_window_s:
+            _, step_no, channel, _ = touch
+            self.state = RECOVERED
+            effects += [
+                (METRIC, "recovered", 1), (METRIC, "revenue", value),
+                (METRIC, f"recovered.step.{step_no}", 1), (METRIC, f"recovered.channel.{channel}", 1),
+                (METRIC, f"revenue.step.{step_no}", value), (METRIC, f"revenue.channel.{channel}", value),
+            ]
+        else:
+            self.state = CONVERTED
+            effects.append((METRIC, "converted", 1))
+        self.blob = _EMPTY_BLOB  # a bought cart's contents are of no further use; the tombstone is small
+        self._finish(t, effects)
+        return effects
+
+    def _clear(self, t: float) -> list[Any] | None:
+        if self.state is CLEARED:
+            return None
+        effects: list[Any] = []
+        self._drop_held(effects, "cancelled", "cart cleared", t)
+        self.state = CLEARED
+        self.blob = _EMPTY_BLOB
+        self.flags = 0
+        self.touch = None
+        effects.append((METRIC, "cleared", 1))
+        self._finish(t, effects)
+        return effects
+
+    def _finish(self, t: float, effects: list[Any]) -> None:
+        """Enter a final state at ``t``: keep a tombstone until the attribution window has passed.
+
+        A cart that never ran a flow (run 0) has issued no idempotency keys and nothing can be attributed
+        to it, so it needs no tombstone: its timer is cancelled and the registry drops it at once. Otherwise
+        the tombstone keeps the run counter (a reused cart id must never repeat a key) and, for expired
+        carts, the attribution data, until ``t + attribution_window``.
+        """
+        self.since = None
+        self.step = 0
+        if self.run == 0:
+            self._disarm(effects)
+        else:
+            self._arm(t + self.store.flow.attribution_window_s, TAG_PURGE, effects)
+
+    # ------------------------------------------------------------------ timers
+    def _arm(self, due: float, tag: int, effects: list[Any]) -> list[Any]:
+        self.due = due
+        effects.append((SCHEDULE, self, due, tag))
+        return effects
+
+    def _disarm(self, effects: list[Any]) -> list[Any]:
+        if self.due is not None:
+            self.due = None
+            effects.append((CANCEL, self))
+        return effects
+
+    def on_timer(self, tag: int, now: float) -> list[Any] | None:
+        """The pending timer fired at ``now`` (maybe late, maybe early by design): re-evaluate.
+
+        Returns effects, or None. After this call the cart has a pending timer only if the effects
+        contain a SCHEDULE (the fired one is gone). A final cart returning no SCHEDULE is to be dropped.
+        """
+        fired_due = self.due
+        self.due = None
+        state = self.state
+        if state is ACTIVE:
+            deadline = self.seen + self.store.flow.abandon_after_s
+            if now < deadline - _EPS_S:
+                return self._arm(deadline, TAG_IDLE, [])  # fired early: the cart was updated meanwhile
+            effects: list[Any] = []
+            if not self.flags & NONEMPTY:
+                # Idle and empty: never abandoned, but not kept forever either; forgotten like a cleared
+                # cart (no metric: nobody cleared it).
+                self.state = CLEARED
+                self.touch = None
+                self.flags = 0
+                self._finish(deadline, effects)
+                return effects or None
+            self._abandon(deadline, effects)
+            self._advance(now, effects)
+            return effects
+        if state in _IN_RUN:
+            effects = []
+            self._advance(now, effects)
+            return effects or None
+        if fired_due is not None and now < fired_due - _EPS_S:
+            return self._arm(fired_due, TAG_PURGE, [])
+        return None  # a final cart's tombstone time is over: the registry drops it
+
+    def _advance(self, now: float, effects: list[Any]) -> None:
+        """Run everything of the current run that is due at ``now``, in due order, then re-arm.
+
+        Order at equal times: postponed sends first, then the step, then expiry. Each item is run at
+        ``max(now, its due time)``, so that a timer fired a hair early (see ``_EPS_S``) still finds its
+        window open and its frequency cap lifted.
+        """
+        store = self.store
+        flow = store.flow
+        schedule = store.schedule
+        since = self.since
+        assert since is not None
+        expire_at = since + flow.expire_after_s
+        contents = None
+        horizon = now + _EPS_S
+        while True:
+            held = self.held
+            held_due = held[0][0] if held else _INF
+            step_due = since + schedule[self.step][0] if self.step < len(schedule) else _INF
+            if held_due <= step_due and held_due <= expire_at:
+                if held_due > horizon:
+                    break
+                assert held is not None
+                _, step_no, channel = held[0]
+                self.held = held[1:] or None
+                step = flow.steps[step_no - 1]
+                run_channel(self, step_no, step, channel, max(now, held_due), expire_at, effects)
+            elif step_due <= expire_at:
+                if step_due > horizon:
+                    break
+                _, step_no, step = schedule[self.step]
+                self.step += 1
+                at = max(now, step_due)
+                if step.has_condition:
+                    if contents is None:
+                        contents = self.contents()
+                    if not run_step_conditions(self, step_no, step, contents, at, effects):
+                        continue
+                for channel in step.channels:
+                    run_channel(self, step_no, step, channel, at, expire_at, effects)
+            else:
+                if expire_at > horizon:
+                    break
+                self._drop_held(effects, "skipped", "run ended", max(now, expire_at))
+                self.state = EXPIRED
+                effects.append((METRIC, "expired", 1))
+                self._finish(expire_at, effects)
+                return
+        held = self.held
+        held_due = held[0][0] if held else _INF
+        step_due = since + schedule[self.step][0] if self.step < len(schedule) else _INF
+        self._arm(min(held_due, step_due, expire_at), TAG_STEP, effects)
+
+    def _drop_held(self, effects: list[Any], outcome: str, reason: str, at: float) -> None:
+        """Forget every postponed send, logging each with ``outcome`` and ``reason`` at ``at``."""
+        held = self.held
+        if held is None:
+            return
+        self.held = None
+        for _, step_no, channel in held:
+            effects.append(log_record(self, step_no, channel, outcome, reason, at))
+
+    def hold(self, due: float, step_no: int, channel: str) -> None:
+        """Add a postponed send; a held send of the same channel from an earlier step is replaced."""
+        held = [h for h in (self.held or ()) if h[2] != channel]
+        held.append((due, step_no, channel))
+        held.sort()
+        self.held = tuple(held)
+
+    # ------------------------------------------------------------------ snapshots and introspection
+    def to_state(self) -> list[Any]:
+        """Plain msgpack-able values (the timer handle is not saved: ``due`` is enough to re-arm)."""
+        return [
+            self.store.id, self.cart, self.profile, self.blob, self.state.value,
+            self.flags, self.seen, self.due, self.run, self.step, self.since,
+            None if self.held is None else [list(h) for h in self.held],
+            None if self.touch is None else list(self.touch),
+        ]
+
+    @classmethod
+    def from_state(cls, state: list[Any] | tuple[Any, ...], store: StoreRules) -> CartActor:
+        """Rebuild a cart from :meth:`to_state`; ``store`` is the live shared rules object.
+
+        The profile reference counts are the registry's business (:meth:`Registry.load_cart`).
+        """
+        _, cart, profile, blob, state_name, flags, seen, due, run, step, since, held, touch = state
+        actor = cls(store, cart, profile, seen)
+        actor.blob = blob
+        actor.state = CartState(state_name)
+        actor.flags = flags
+        actor.due = due
+        actor.run = run
+        actor.step = min(step, len(store.schedule))
+        actor.since = since
+        if held:
+            n_steps = len(store.flow.steps)
+            kept = tuple(sorted((d, s, c) for d, s, c in held if 1 <= s <= n_steps))  # the flow may have changed
+            actor.held = kept or None
+        actor.touch = None if touch is None else (touch[0], touch[1], touch[2], touch[3])
+        return actor
+
+    def describe(self) -> dict[str, Any]:
+        """The cart for the admin ``cart STORE CART`` reply (cold path)."""
+        items, value, currency, url = self.contents()
+        return {
+            "state": self.state.value, "run": self.run, "next_due": self.due, "store": self.store.id,
+            "cart": self.cart, "profile": self.profile, "items": items,
+            "value": value, "currency": currency, "checkout_url": url, "high_intent": bool(self.flags & HIGH_INTENT),
+            "payment_failed": bool(self.flags & PAYMENT_FAILED), "seen": self.seen, "abandoned_at": self.since,
+            "held": [list(h) for h in self.held or ()],
+            "last_message": None if self.touch is None else dict(
+                zip(("run", "step", "channel", "at"), self.touch, strict=True)
+            ),
+        }
+
+    def __repr__(self) -> str:
+        return f"<CartActor {self.store.id}/{self.cart} {self.state.value} run={self.run} due={self.due}>"

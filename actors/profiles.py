@@ -1,0 +1,280 @@
+"""Shopper profiles: contact data, consents, invalidated contacts and the per-channel frequency cap.
+
+A profile is identified by ``(store, profile id)`` and shared by every cart of that shopper in that
+store. Carts hold only the profile *id* (the very string object that keys the store's book, so it costs
+a pointer) and look the profile up when they are about to send; an opt-out (``profile.updated`` with a
+consent set to false) therefore stops that channel for all of the shopper's carts at once, without
+visiting them.
+
+Storage (DESIGN.md principle 4). A :class:`ProfileBook` per store maps id -> one packed msgpack record
+``[email, phone, push, locale, timezone, consent, invalid, refs, caps]``. A record is one ``bytes``: no
+per-profile Python object, nothing for the cyclic garbage collector to traverse (measured: a slotted
+profile object plus its packed contact cost ~96 bytes more per profile than the record alone). A
+:class:`Profile` is the unpacked *value* of a record, built on demand (a send, an update, the admin) and
+written back with :meth:`ProfileBook.put` when changed; it is never kept by a cart.
+
+Frequency cap: ``caps`` remembers, per channel, the last recovery message issued to this profile and for
+which cart. A message for cart B is held back when the profile got one on the same channel for a
+*different* cart less than ``frequency_cap_s`` ago; a cart's own flow paces its own messages (the built-in
+flow's 1 h and 4 h emails are three hours apart by design). A cap entry is recorded when the intent is
+issued and withdrawn again if that intent is cancelled or fails before going out.
+
+Defaults on purpose: a channel without an explicit ``consent`` of true is not used (no consent map, no
+messages), and the ``webhook`` channel needs neither consent nor contact (it notifies the store itself).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgpack
+
+__all__ = ["Profile", "ProfileBook", "CONSENT_BITS", "CONTACT_FIELDS"]
+
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+
+#: one bit per channel, for ``consent`` and ``invalid``
+CONSENT_BITS: dict[str, int] = {"email": 1, "push": 2, "whatsapp": 4, "sms": 8, "webhook": 16}
+#: the contact fields of a profile map, in record order
+CONTACT_FIELDS = ("email", "phone", "push", "locale", "timezone")
+_CONSENT, _INVALID, _REFS, _CAPS = 5, 6, 7, 8  # record positions after the contact fields
+# which contact field each channel uses, and which invalid bits a changed field clears
+_FIELD_OF = {"email": "email", "push": "push", "whatsapp": "phone", "sms": "phone"}
+_CLEARS = (1, 4 | 8, 2, 0, 0)  # email, phone (sms + whatsapp), push, locale, timezone
+_MISSING = {"email": "no email address", "push": "no push subscription", "phone": "no phone number"}
+_INVALID_REASON = {
+    "email": "email address marked undeliverable", "push": "push token marked invalid",
+    "whatsapp": "phone number marked undeliverable on whatsapp", "sms": "phone number marked undeliverable by sms",
+}
+
+
+def _merge(record: list[Any], data: Mapping[str, Any]) -> bool:
+    """Merge a profile map into an unpacked record in place; True when anything changed.
+
+    Fields present replace, absent ones stay; ``""`` clears a field. A changed email, phone or push
+    token clears that contact's "invalid" mark; a consent set to false withdraws it.
+    """
+    changed = False
+    for i, name in enumerate(CONTACT_FIELDS):
+        if name in data:
+            value = data[name]
+            if value == "":
+                value = None
+            if value != record[i]:
+                record[i] = value
+                record[_INVALID] &= ~_CLEARS[i]
+                changed = True
+    consent = data.get("consent")
+    if isinstance(consent, Mapping):
+        bits = old = record[_CONSENT]
+        for channel, bit in CONSENT_BITS.items():
+            if channel in consent:
+                bits = bits | bit if consent[channel] is True else bits & ~bit
+        if bits != old:
+            record[_CONSENT] = bits
+            changed = True
+    return changed
+
+
+class Profile:
+    """One shopper of one store, unpacked (a value: change it, then :meth:`ProfileBook.put` it).
+
+    Attributes:
+        id: the profile id.
+        email, phone, push, locale, timezone: contact data (None when unknown; ``push`` is a token
+            string or a web push subscription map).
+        consent: bit set of channels the shopper consented to (:data:`CONSENT_BITS`).
+        invalid: bit set of channels whose contact a delivery result marked unusable.
+        refs: how many live carts point here; the book forgets a profile when the last one goes.
+        caps: None, or ``{channel: (at_s, cart_id)}``: the last message issued per channel.
+    """
+
+    __slots__ = ("id", "email", "phone", "push", "locale", "timezone", "consent", "invalid", "refs", "caps")
+
+    def __init__(self, id: str) -> None:
+        self.id = id
+        self.email: str | None = None
+        self.phone: str | None = None
+        self.push: Any = None
+        self.locale: str | None = None
+        self.timezone: str | None = None
+        self.consent = 0
+        self.invalid = 0
+        self.refs = 0
+        self.caps: dict[str, tuple[float, str]] | None = None
+
+    # ------------------------------------------------------------------ record form
+    def _record(self) -> list[Any]:
+        caps = None if not self.caps else [[ch, at, cart] for ch, (at, cart) in self.caps.items()]
+        return [
+            self.email, self.phone, self.push, self.locale, self.timezone, self.consent, self.invalid, self.refs, caps,
+        ]
+
+    @classmethod
+    def _from_record(cls, pid: str, record: list[Any]) -> Profile:
+        profile = cls(pid)
+        (profile.email, profile.phone, profile.push, profile.locale, profile.timezone, profile.consent,
+         profile.invalid, profile.refs, caps) = record
+        profile.caps = None if not caps else {ch: (at, cart) for ch, at, cart in caps}
+        return profile
+
+    def update(self, data: Mapping[str, Any]) -> bool:
+        """Merge a profile map from an event (see :func:`_merge`); True when anything changed."""
+        record = self._record()
+        if not _merge(record, data):
+            return False
+        (self.email, self.phone, self.push, self.locale, self.timezone, self.consent, self.invalid,
+         self.refs) = record[:_CAPS]
+        return True
+
+    # ------------------------------------------------------------------ reaching the shopper
+    def mark_invalid(self, channel: str) -> None:
+        """Record that the contact used on ``channel`` is unusable (bounced email, dead token, bad number)."""
+        self.invalid |= CONSENT_BITS.get(channel, 0)
+
+    def zone(self) -> ZoneInfo | None:
+        """The shopper's own time zone, or None when unknown or not a valid IANA name."""
+        if not isinstance(self.timezone, str):
+            return None
+        try:
+            return ZoneInfo(self.timezone)
+        except Exception:  # ZoneInfoNotFoundError, ValueError on malformed keys: treat as unknown
+            return None
+
+    def reach(self, channel: str) -> tuple[str | None, str]:
+        """How to reach the shopper on ``channel``: ``(contact, "")``, or ``(None, reason)`` when we may not.
+
+        Reasons never contain the contact itself (no email address or phone number in logs).
+        """
+        if channel == "webhook":
+            return "", ""
+        bit = CONSENT_BITS[channel]
+        if not self.consent & bit:
+            return None, f"no {channel} consent"
+        field = _FIELD_OF[channel]
+        value = getattr(self, field)
+        if value is None:
+            return None, _MISSING[field]
+        if self.invalid & bit:
+            return None, _INVALID_REASON[channel]
+        if not isinstance(value, str):  # a web push subscription map: hand it to the channel as JSON
+            value = json.dumps(value, sort_keys=True, separators=(",", ":"))
+        return value, ""
+
+    # ------------------------------------------------------------------ frequency cap
+    def cap_until(self, channel: str, cart: str, now: float, cap_s: float) -> float | None:
+        """When a message for ``cart`` on ``channel`` may go, if the cap holds it back now; else None."""
+        caps = self.caps
+        if caps is None or cap_s <= 0 or channel == "webhook":
+            return None
+        last = caps.get(channel)
+        if last is None or last[1] == cart:
+            return None
+        until = last[0] + cap_s
+        return until if now < until else None
+
+    def record_send(self, channel: str, cart: str, at: float) -> None:
+        """Remember a message issued on ``channel`` for ``cart`` at ``at`` (unix seconds)."""
+        if self.caps is None:
+            self.caps = {}
+        self.caps[channel] = (at, cart)
+
+    def forget_send(self, channel: str, cart: str, at: float) -> bool:
+        """Withdraw :meth:`record_send` for a message that never went out (only if it is still the last)."""
+        caps = self.caps
+        if caps is not None and caps.get(channel) == (at, cart):
+            del caps[channel]
+            if not caps:
+                self.caps = None
+            return True
+        return False
+
+    # ------------------------------------------------------------------ snapshots
+    def to_state(self) -> list[Any]:
+        """Plain, msgpack-able values: ``[id, email, phone, push, locale, timezone, consent, invalid, refs, caps]``."""
+        return [self.id, *self._record()]
+
+    @classmethod
+    def from_state(cls, state: list[Any] | tuple[Any, ...]) -> Profile:
+        """Rebuild a profile from :meth:`to_state`."""
+        return cls._from_record(state[0], list(state[1:]))
+
+    def __repr__(self) -> str:
+        consents = ",".join(ch for ch, bit in CONSENT_BITS.items() if self.consent & bit) or "none"
+        return f"<Profile {self.id} consent={consents} carts={self.refs}>"
+
+
+class ProfileBook:
+    """The profiles of one store: id -> packed record. See the module docstring.
+
+    The first cart of a profile creates it, and the id string it holds is the book's key: in the common
+    case of one cart per shopper the id is stored once. (A further cart of the same shopper holds the
+    equal string of its own event: a dict cannot hand out its stored key object cheaply.)
+    """
+
+    __slots__ = ("_records",)
+
+    def __init__(self) -> None:
+        self._records: dict[str, bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._records
+
+    def __iter__(self) -> Iterator[Profile]:
+        """Every profile, unpacked (for snapshots and the admin)."""
+        for pid, record in self._records.items():
+            yield Profile._from_record(pid, _unpackb(record))
+
+    def get(self, pid: str) -> Profile | None:
+        """The profile ``pid`` unpacked, or None."""
+        record = self._records.get(pid)
+        return None if record is None else Profile._from_record(pid, _unpackb(record))
+
+    def put(self, profile: Profile) -> None:
+        """Store ``profile`` (new or changed). A profile with no carts stays until :meth:`decref` drops it."""
+        self._records[profile.id] = _packb(profile._record())
+
+    def upsert(self, pid: str, data: Mapping[str, Any] | None) -> str:
+        """Create ``pid`` if unknown and merge ``data`` into it; returns the book's key string for ``pid``.
+
+        The hot path (a cart update repeating an unchanged profile map) unpacks the record once,
+        compares and writes nothing.
+        """
+        records = self._records
+        record = records.get(pid)
+        if record is None:
+            fields: list[Any] = [None, None, None, None, None, 0, 0, 0, None]
+            if data is not None:
+                _merge(fields, data)
+            records[pid] = _packb(fields)
+            return pid
+        if data is not None:
+            fields = _unpackb(record)
+            if _merge(fields, data):
+                records[pid] = _packb(fields)
+        return pid
+
+    def _add_refs(self, pid: str, delta: int) -> None:
+        record = self._records.get(pid)
+        if record is None:
+            return
+        fields = _unpackb(record)
+        fields[_REFS] += delta
+        if fields[_REFS] <= 0 and delta < 0:
+            del self._records[pid]
+        else:
+            self._records[pid] = _packb(fields)
+
+    def incref(self, pid: str) -> None:
+        """A cart now points at ``pid``."""
+        self._add_refs(pid, 1)
+
+    def decref(self, pid: str) -> None:
+        """A cart stopped pointing at ``pid``; the last one going forgets the profile."""
+        self._add_refs(pid, -1)

@@ -1,0 +1,378 @@
+"""The registry: every cart actor and profile of a process, and the one object the runtime talks to.
+
+API (all times are unix seconds on the engine clock; calls return effects or None, see
+:mod:`actors.effects`)::
+
+    reg = Registry(stores, flows, default_store=None)
+    reg.apply(event, now)                 # one validated event (DESIGN.md "Events")
+    reg.fire(actor, tag, now)             # the actor's wheel timer fired (the runtime cleared actor.timer)
+    reg.still_wanted(intent, now)         # right before sending: None, or why it is cancelled
+    reg.delivered(intent, outcome, now, detail="", invalidate_contact=False)   # -> [(LOG, record)]
+    reg.cart(store, cart) / reg.profile(store, pid) / reg.rules(store)
+    len(reg) / iter(reg) / reg.profiles() / reg.carts_by_state() / reg.statistics()
+    reg.load_profile(store, state) / reg.load_cart(state)    # restore from to_state() snapshots
+
+Stores. Events for a store that has no ``[stores.NAME]`` table get a copy of ``default_store`` (or, when
+none is given, UTC, ``revenue_recovery``, no WhatsApp, unlimited credits, no incentive), made once per
+store id and kept in :attr:`stores`. The engine should reject unknown stores at ingest if it does not
+want that (each copy is a few hundred bytes).
+
+Profiles live in their store's :class:`~actors.profiles.ProfileBook` (``reg.stores[s].profiles``);
+carts hold the profile id. A profile map in a cart event or in ``profile.updated`` is merged in at once,
+so an opt-out reaches every cart of the shopper before their next send. ``reg.profile`` returns an
+unpacked copy.
+
+Forgetting. A cart in a final state without a pending timer is removed from memory: at once when it never
+ran a flow (run 0: bought or cleared while active), otherwise when its tombstone timer fires,
+``attribution_window`` after it became final (the tombstone keeps the run counter so that a reused cart id
+never repeats an idempotency key, and an expired cart's last message for a late attribution). Bought and
+cleared carts drop their contents and their profile link at once. A profile is forgotten when its last
+cart is (one created by ``profile.updated`` alone stays until a cart has used it and gone).
+
+Events for an unknown cart other than ``cart.updated`` / ``checkout.started`` are ignored (there is
+nothing to stop or attribute).
+
+Counting. ``carts_by_state`` is kept incrementally: every call that hands an actor to the state machine
+compares its state before and after (two attribute reads), so ``stats`` costs O(1) at millions of carts.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from actors.cart import TAG_IDLE, TAG_PURGE, TAG_STEP, CartActor
+from actors.effects import LOG, METRIC, SCHEDULE, LogRecord, Outcome, SendIntent
+from actors.flows import BUILTIN_FLOWS, Flow
+from actors.profiles import Profile
+from actors.states import FINAL_STATES, IN_RUN, CartState
+from actors.stores import StoreRules
+
+__all__ = ["Registry", "redact"]
+
+_intern = sys.intern
+_CART_EVENTS = frozenset({"cart.updated", "checkout.started"})
+_UNLINK = frozenset({CartState.CONVERTED, CartState.RECOVERED, CartState.CLEARED})
+_STATE_NAMES = tuple(s.value for s in CartState)
+_EMAIL = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+")
+_DIGITS = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+_CANCEL_REASON = {
+    CartState.ACTIVE: "cart active again", CartState.CONVERTED: "cart converted", CartState.RECOVERED: "cart recovered",
+    CartState.EXPIRED: "run ended", CartState.CLEARED: "cart cleared",
+}
+
+
+def redact(text: str) -> str:
+    """Mask email addresses and phone-like digit runs in a provider's error text (it goes to the log)."""
+    text = _EMAIL.sub("<email>", text)
+    return _DIGITS.sub("<number>", text)
+
+
+class Registry:
+    """All carts and profiles of one engine process.
+
+    Args:
+        stores: the configured stores' rules, by store id.
+        flows: every flow by name (built-in plus config); kept for the admin ``flows`` command.
+        default_store: template rules for stores that are not configured (see module docstring).
+    """
+
+    __slots__ = ("stores", "flows", "_default", "_carts", "_counts", "_size")
+
+    def __init__(
+        self, stores: Mapping[str, StoreRules] | None = None, flows: Mapping[str, Flow] | None = None, *,
+        default_store: StoreRules | None = None,
+    ) -> None:
+        self.stores: dict[str, StoreRules] = dict(stores or {})
+        self.flows: dict[str, Flow] = dict(flows if flows is not None else BUILTIN_FLOWS)
+        self._default = default_store if default_store is not None else StoreRules("_default")
+        self._carts: dict[str, dict[str, CartActor]] = {}
+        self._counts: dict[CartState, int] = {s: 0 for s in CartState}
+        self._size = 0
+
+    # ------------------------------------------------------------------ lookup
+    def rules(self, store: str) -> StoreRules:
+        """The rules of ``store``, creating default ones for an unconfigured store id."""
+        rules = self.stores.get(store)
+        if rules is None:
+            rules = self._default.for_store(store)
+            self.stores[rules.id] = rules
+        return rules
+
+    def cart(self, store: str, cart: str) -> CartActor | None:
+        """The live actor of ``(store, cart)``, or None."""
+        carts = self._carts.get(store)
+        return None if carts is None else carts.get(cart)
+
+    def profile(self, store: str, profile: str) -> Profile | None:
+        """The profile ``(store, profile)`` unpacked (a copy: changes go through events), or None."""
+        rules = self.stores.get(store)
+        return None if rules is None else rules.profiles.get(profile)
+
+    def __len__(self) -> int:
+        """Number of live cart actors (tombstones included)."""
+        return self._size
+
+    def __iter__(self) -> Iterator[CartActor]:
+        """Every live cart actor (for snapshots); do not add or remove carts while iterating."""
+        for carts in self._carts.values():
+            yield from carts.values()
+
+    def profiles(self) -> Iterator[tuple[str, Profile]]:
+        """Every profile as ``(store id, profile)`` (for snapshots)."""
+        for store, rules in self.stores.items():
+            for profile in rules.profiles:
+                yield store, profile
+
+    def carts_by_state(self) -> dict[str, int]:
+        """Live carts per state name (every state present, zeros included). O(1)."""
+        return {s.value: n for s, n in self._counts.items()}
+
+    # ------------------------------------------------------------------ profiles
+    @staticmethod
+    def _profile_for(rules: StoreRules, ref: Any, cart: str) -> str | None:
+        """The id of the profile an event's ``profile`` field refers to, merging a map into the book.
+
+        An id alone refers to a profile the engine knows (an unknown one is created empty: no contact, no
+        consent, so nothing is sent until a ``profile.updated`` says more).
+        """
+        if isinstance(ref, str):
+            return rules.profiles.upsert(ref, None) if ref else None
+        if isinstance(ref, Mapping):
+            pid = ref.get("id")
+            if not isinstance(pid, str) or not pid:
+                pid = "~" + cart  # an anonymous profile, private to this cart
+            return rules.profiles.upsert(pid, ref)
+        return None
+
+    @staticmethod
+    def _link(actor: CartActor, pid: str | None) -> None:
+        """Point ``actor`` at profile ``pid`` (or at none), keeping the profiles' cart counts right."""
+        old = actor.profile
+        if old is pid or old == pid:
+            return
+        book = actor.store.profiles
+        if pid is not None:
+            book.incref(pid)
+        actor.profile = pid
+        if old is not None:
+            book.decref(old)
+
+    # ------------------------------------------------------------------ events and timers
+    def apply(self, event: Mapping[str, Any], now: float) -> list[Any] | None:
+        """Apply one validated event (a dict as in DESIGN.md "Events") at engine time ``now``.
+
+        Returns:
+            Effects for the runtime, or None (the common case of an update to an active cart).
+        """
+        etype = event["type"]
+        store = event["store"]
+        if etype in _CART_EVENTS:
+            cart_id = event["cart"]
+            carts = self._carts.get(store)
+            actor = None if carts is None else carts.get(cart_id)
+            if actor is None:
+                rules = self.rules(store)
+                store = rules.id
+                if carts is None:
+                    carts = self._carts[store] = {}
+                ts = event.get("ts")
+                actor = CartActor(rules, cart_id, None, now if ts is None or ts > now else ts)
+                carts[cart_id] = actor
+                self._size += 1
+                self._counts[CartState.ACTIVE] += 1
+            ref = event.get("profile")
+            if ref is not None:
+                self._link(actor, self._profile_for(actor.store, ref, cart_id))
+        elif etype == "profile.updated":
+            ref = event.get("profile")
+            if isinstance(ref, Mapping) and isinstance(ref.get("id"), str):
+                self._profile_for(self.rules(store), ref, "")
+            return None
+        elif etype == "message.opened" or etype == "message.clicked":
+            return self._engagement(etype, event.get("message"))
+        else:
+            actor = self.cart(store, event.get("cart", ""))
+            if actor is None:
+                return None
+        before = actor.state
+        effects = actor.handle(event, now)
+        after = actor.state
+        if after is not before:
+            self._moved(actor, before, after)
+        return effects
+
+    def fire(self, actor: CartActor, tag: int, now: float) -> list[Any] | None:
+        """The wheel timer of ``actor`` fired at ``now``; ignored for an actor that is no longer live."""
+        if self.cart(actor.store.id, actor.cart) is not actor:
+            return None
+        before = actor.state
+        effects = actor.on_timer(tag, now)
+        after = actor.state
+        if after is not before:
+            self._moved(actor, before, after)
+        elif after in FINAL_STATES and actor.due is None:
+            self._drop(actor)
+        return effects
+
+    def _moved(self, actor: CartActor, before: CartState, after: CartState) -> None:
+        counts = self._counts
+        counts[before] -= 1
+        counts[after] += 1
+        if after in _UNLINK and actor.profile is not None:
+            self._link(actor, None)  # a bought or cleared cart's tombstone does not need its shopper
+        if after in FINAL_STATES and actor.due is None:
+            self._drop(actor)
+
+    def _drop(self, actor: CartActor) -> None:
+        carts = self._carts.get(actor.store.id)
+        if carts is None or carts.get(actor.cart) is not actor:
+            return
+        del carts[actor.cart]
+        if not carts:
+            del self._carts[actor.store.id]
+        self._size -= 1
+        self._counts[actor.state] -= 1
+        if actor.profile is not None:
+            self._link(actor, None)
+
+    def _engagement(self, etype: str, message: Any) -> list[Any] | None:
+        """``message.opened`` / ``message.clicked``: count per step and channel (the id is the key)."""
+        if not isinstance(message, str):
+            return None
+        parts = message.rsplit(":", 3)
+        what = "opened" if etype == "message.opened" else "clicked"
+        effects: list[Any] = [(METRIC, what, 1)]
+        if len(parts) == 4 and parts[2].isdigit():
+            effects.append((METRIC, f"{what}.step.{parts[2]}", 1))
+            effects.append((METRIC, f"{what}.channel.{parts[3]}", 1))
+        return effects
+
+    # ------------------------------------------------------------------ sends
+    def still_wanted(self, intent: SendIntent, now: float) -> str | None:
+        """Asked right before a message goes out: None to send it, else why it is cancelled.
+
+        Cancelled when the cart is gone, left the intent's run (converted, recovered, cleared, back to
+        active, expired), or the shopper withdrew consent, or the contact was invalidated or changed.
+        """
+        actor = self.cart(intent.store, intent.cart)
+        if actor is None:
+            return "cart forgotten"
+        if actor.run != intent.run:
+            return "superseded by a newer run"
+        if actor.state not in IN_RUN:
+            return _CANCEL_REASON.get(actor.state, actor.state.value)
+        if intent.channel == "webhook":
+            return None
+        if actor.profile != intent.profile or actor.profile is None:
+            return "profile changed"
+        profile = actor.store.profiles.get(actor.profile)
+        if profile is None:
+            return "profile forgotten"
+        contact, reason = profile.reach(intent.channel)
+        if contact is None:
+            return "consent withdrawn" if reason.endswith("consent") else reason
+        if contact != intent.contact:
+            return "contact changed"
+        return None
+
+    def delivered(
+        self, intent: SendIntent, outcome: str, now: float, *, detail: str = "", invalidate_contact: bool = False,
+    ) -> list[Any] | None:
+        """Record a delivery result; returns the LOG record of the outcome (its one log line).
+
+        Args:
+            intent: the intent as issued.
+            outcome: ``"sent"``, ``"failed"``, ``"uncertain"`` or ``"cancelled"``.
+            now: when the outcome became known.
+            detail: provider detail or cancel reason for the log (emails and numbers are masked).
+            invalidate_contact: the provider said the contact is dead (bounced address, unregistered push
+                token, undeliverable number): that channel's contact is marked unusable on the profile.
+
+        ``sent`` makes this the cart's last message for attribution (an *uncertain* one is not credited).
+        ``cancelled`` gives back an email credit and the frequency-cap slot; ``failed`` gives back the cap slot.
+        """
+        actor = self.cart(intent.store, intent.cart)
+        rules = self.stores.get(intent.store)
+        if outcome == Outcome.SENT:
+            if actor is not None:
+                self._touch(actor, intent, now)
+        elif (outcome == Outcome.CANCELLED or outcome == Outcome.FAILED or invalidate_contact) and rules is not None:
+            if outcome == Outcome.CANCELLED and intent.channel == "email":
+                rules.refund_credit()
+            profile = None if intent.profile is None else rules.profiles.get(intent.profile)
+            if profile is not None:
+                changed = profile.forget_send(intent.channel, intent.cart, intent.created_at)
+                if invalidate_contact:
+                    profile.mark_invalid(intent.channel)
+                    changed = True
+                if changed:
+                    rules.profiles.put(profile)
+        record = LogRecord(
+            id=intent.key, at=now, store=intent.store, cart=intent.cart, profile=intent.profile, run=intent.run,
+            step=intent.step, channel=intent.channel, outcome=str(outcome), reason=redact(detail) if detail else "",
+        )
+        return [(LOG, record)]
+
+    @staticmethod
+    def _touch(actor: CartActor, intent: SendIntent, now: float) -> None:
+        """Make ``intent`` the cart's last message unless a later one (or an earlier channel of the same
+        step, which gets the credit for the step) is already recorded."""
+        touch = actor.touch
+        if touch is not None:
+            t_run, t_step, t_channel, _ = touch
+            if (t_run, t_step) > (intent.run, intent.step):
+                return
+            if (t_run, t_step) == (intent.run, intent.step):
+                steps = actor.store.flow.steps
+                channels = steps[intent.step - 1].channels if 1 <= intent.step <= len(steps) else ()
+                if t_channel in channels and intent.channel in channels and (
+                    channels.index(t_channel) <= channels.index(intent.channel)
+                ):
+                    return
+        actor.touch = (intent.run, intent.step, _intern(intent.channel), now)
+
+    # ------------------------------------------------------------------ snapshots
+    def load_profile(self, store: str, state: list[Any] | tuple[Any, ...]) -> Profile:
+        """Restore a profile from :meth:`Profile.to_state` (load profiles before carts, which count refs)."""
+        profile = Profile.from_state(state)
+        profile.refs = 0
+        self.rules(store).profiles.put(profile)
+        return profile
+
+    def load_cart(self, state: list[Any] | tuple[Any, ...]) -> list[Any] | None:
+        """Restore a cart from :meth:`CartActor.to_state`; returns the SCHEDULE of its pending timer.
+
+        A past-due timer is scheduled anyway: the wheel fires it at the next tick (DESIGN.md principle 3).
+        """
+        rules = self.rules(state[0])
+        actor = CartActor.from_state(state, rules)
+        pid = actor.profile
+        actor.profile = None
+        if pid is not None and pid not in rules.profiles:
+            rules.profiles.upsert(pid, None)
+        carts = self._carts.setdefault(rules.id, {})
+        old = carts.get(actor.cart)
+        if old is not None:
+            self._drop(old)
+            carts = self._carts.setdefault(rules.id, {})
+        carts[actor.cart] = actor
+        self._size += 1
+        self._counts[actor.state] += 1
+        self._link(actor, pid)
+        if actor.due is None:
+            return None
+        tag = TAG_IDLE if actor.state is CartState.ACTIVE else TAG_PURGE if actor.state in FINAL_STATES else TAG_STEP
+        return [(SCHEDULE, actor, actor.due, tag)]
+
+    def statistics(self) -> dict[str, Any]:
+        """Counts for the admin ``stats`` reply."""
+        return {
+            "carts": self.carts_by_state(), "live": self._size, "stores": len(self.stores),
+            "profiles": sum(len(r.profiles) for r in self.stores.values()),
+        }
+
+    def __repr__(self) -> str:
+        counts = " ".join(f"{s.value}={n}" for s, n in self._counts.items() if n)
+        return f"<Registry carts={self._size} {counts}>".replace(" >", ">")

@@ -1,0 +1,182 @@
+"""Send windows, quiet hours and time zones: WhatsApp postponed to the window start, DST, midnight."""
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import pytest
+from actorsim import DAY, HOUR, MIN, Sim, at, cart_event, local, make_registry, profile
+
+from actors import StoreConfigError, next_send_time, parse_window
+
+MADRID = "Europe/Madrid"
+WA = {"phone_number_id": "1055501", "token": "tok"}
+
+
+def wa_profile() -> dict[str, object]:
+    return profile("p1", phone="+34600111222")
+
+
+def whatsapp_sends(sim: Sim) -> list[float]:
+    return [when for (when, _, _, channel) in sim.sent() if channel == "whatsapp"]
+
+
+def run_abandoned_at(store: dict[str, object], abandoned: float, until: float) -> Sim:
+    reg = make_registry({"demo": store})
+    sim = Sim(reg, abandoned)
+    sim.apply(cart_event(prof=wa_profile()))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
+    sim.advance(until)
+    return sim
+
+
+def test_evening_abandonment_whatsapp_waits_for_the_window() -> None:
+    abandoned = at("2024-05-15 20:00", MADRID)  # Wednesday; WhatsApp would be due 21:30
+    sim = run_abandoned_at({"timezone": MADRID, "whatsapp": WA}, abandoned, abandoned + 20 * HOUR)
+    assert whatsapp_sends(sim) == [at("2024-05-16 09:00", MADRID)]
+    assert sim.logged("postponed") == [
+        (abandoned + 90 * MIN, 2, "whatsapp", "outside the whatsapp window until 2024-05-16T09:00+02:00"),
+    ]
+    # the emails keep their own schedule meanwhile
+    assert [w for (w, _, _, ch) in sim.sent() if ch == "email"] == [abandoned + HOUR, abandoned + 4 * HOUR]
+
+
+def test_saturday_night_whatsapp_waits_until_monday() -> None:
+    abandoned = at("2024-05-18 20:30", MADRID)  # Saturday; default window is mon-sat 09:00-21:00
+    sim = run_abandoned_at({"timezone": MADRID, "whatsapp": WA}, abandoned, abandoned + 3 * DAY)
+    assert [local(w, MADRID) for w in whatsapp_sends(sim)] == ["2024-05-20 09:00"]
+
+
+def test_whatsapp_on_dst_night_opens_at_local_nine() -> None:
+    # Madrid springs forward on 2024-03-31: 09:00 local is 07:00 UTC that Sunday, 08:00 UTC the day before.
+    abandoned = at("2024-03-30 20:00", MADRID)
+    store = {"timezone": MADRID, "whatsapp": WA, "whatsapp_window": {"days": "mon-sun", "start": "09:00", "end": "21:00"}}
+    sim = run_abandoned_at(store, abandoned, abandoned + DAY)
+    assert whatsapp_sends(sim) == [at("2024-03-31 07:00", "UTC")]
+    # and the 1 h email is exactly one real hour after abandonment, across nothing special
+    assert sim.sent()[0][0] == abandoned + HOUR
+
+
+def test_fall_back_night_quiet_hours_end_at_local_eight() -> None:
+    # Madrid falls back on 2024-10-27: 08:00 local is 07:00 UTC (CET) after 06:00 UTC (CEST) the day before.
+    steps = [{"after": "2h", "channels": ["email"]}]
+    reg = make_registry({"demo": {"timezone": MADRID, "flow": "one", "quiet_hours": {"start": "22:00", "end": "08:00"}}},
+                        {"one": {"steps": steps}})
+    abandoned = at("2024-10-26 22:30", MADRID)
+    sim = Sim(reg, abandoned)
+    sim.apply(cart_event(prof=profile()))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
+    sim.advance(abandoned + DAY)
+    assert sim.sent() == [(at("2024-10-27 07:00", "UTC"), 1, 1, "email")]
+    assert sim.logged("postponed")[0][3] == "quiet hours until 2024-10-27T08:00+01:00"
+
+
+def test_quiet_hours_across_midnight() -> None:
+    steps = [{"after": "30m", "channels": ["email"]}, {"after": "1h29m", "channels": ["push"]},
+             {"after": "11h", "channels": ["sms"]}]
+    reg = make_registry({"demo": {"timezone": MADRID, "flow": "q", "quiet_hours": {"start": "22:00", "end": "08:00"}}},
+                        {"q": {"steps": steps, "frequency_cap": 0}})
+    abandoned = at("2024-05-15 21:00", MADRID)
+    sim = Sim(reg, abandoned)
+    sim.apply(cart_event(prof=profile(phone="+34600111222", push="tok")))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
+    sim.advance(abandoned + 2 * DAY)
+    assert [(local(w, MADRID), ch) for (w, _, _, ch) in sim.sent()] == [
+        ("2024-05-15 21:30", "email"),  # before quiet hours
+        ("2024-05-16 08:00", "push"),  # due 22:29: held until they end the next morning
+        ("2024-05-16 08:00", "sms"),  # due 08:00 exactly: the end of quiet hours is allowed
+    ]
+
+
+def test_send_in_profile_uses_the_shoppers_time_zone() -> None:
+    steps = [{"after": "1h", "channels": ["email"], "send_in": "profile"}]
+    stores = {"demo": {"timezone": MADRID, "flow": "tz", "quiet_hours": {"start": "22:00", "end": "08:00"}}}
+    abandoned = at("2024-05-15 11:00", MADRID)  # step at 12:00 Madrid = 06:00 New York
+    results = {}
+    for tz in ("America/New_York", None):
+        reg = make_registry(stores, {"tz": {"steps": steps}})
+        sim = Sim(reg, abandoned)
+        sim.apply(cart_event(prof=profile(timezone=tz)))
+        sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
+        sim.advance(abandoned + DAY)
+        results[tz] = [w for (w, _, _, _) in sim.sent()]
+    assert results["America/New_York"] == [at("2024-05-15 08:00", "America/New_York")]
+    assert results[None] == [abandoned + HOUR]  # no time zone on the profile: the store's rules
+
+
+def test_whatsapp_delay_options_move_the_step() -> None:
+    abandoned = at("2024-05-15 10:00", MADRID)
+    for delay, hours in (("90m", 1.5), ("2h", 2), ("6h", 6)):
+        sim = run_abandoned_at({"timezone": MADRID, "whatsapp": WA, "whatsapp_delay": delay}, abandoned, abandoned + DAY)
+        assert whatsapp_sends(sim) == [abandoned + hours * HOUR], delay
+        assert sim.sends[[s.intent.channel for s in sim.sends].index("whatsapp")].intent.step == 2
+
+
+def test_window_that_ends_after_the_run_is_skipped() -> None:
+    steps = [{"after": "1h", "channels": ["whatsapp"], "window": "whatsapp"}]
+    reg = make_registry({"demo": {"timezone": MADRID, "whatsapp": WA, "flow": "short"}},
+                        {"short": {"steps": steps, "expire_after": "3h"}})
+    abandoned = at("2024-05-15 20:30", MADRID)
+    sim = Sim(reg, abandoned)
+    sim.apply(cart_event(prof=wa_profile()))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
+    sim.advance(abandoned + DAY)
+    assert sim.sent() == []
+    assert sim.logged("skipped") == [
+        (abandoned + HOUR, 1, "whatsapp", "outside the whatsapp window; the next send time is after the run ends"),
+    ]
+
+
+# ---------------------------------------------------------------------- the Window type itself
+def test_window_across_midnight_belongs_to_its_start_day() -> None:
+    tz = ZoneInfo(MADRID)
+    w = parse_window("w", {"days": "fri", "start": "20:00", "end": "02:00"})
+    assert w.spans_midnight
+    sat_1am = at("2024-05-18 01:00", MADRID)
+    assert w.next_open(sat_1am, tz) == sat_1am  # Friday's window still open
+    sat_3am = at("2024-05-18 03:00", MADRID)
+    assert local(w.next_open(sat_3am, ZoneInfo(MADRID)), MADRID) == "2024-05-24 20:00"
+    thu_1am = at("2024-05-16 01:00", MADRID)  # Wednesday is not listed: closed
+    assert local(w.next_open(thu_1am, tz), MADRID) == "2024-05-17 20:00"
+
+
+def test_quiet_window_next_outside() -> None:
+    tz = ZoneInfo("UTC")
+    q = parse_window("q", {"start": "22:00", "end": "08:00"}, with_days=False)
+    assert q.next_outside(at("2024-05-15 23:00"), tz) == at("2024-05-16 08:00")
+    assert q.next_outside(at("2024-05-16 07:59"), tz) == at("2024-05-16 08:00")
+    assert q.next_outside(at("2024-05-16 12:00"), tz) == at("2024-05-16 12:00")
+    assert q.next_outside(at("2024-05-16 22:00"), tz) == at("2024-05-17 08:00")
+
+
+def test_window_inside_quiet_hours_never_sends() -> None:
+    tz = ZoneInfo("UTC")
+    w = parse_window("w", {"start": "23:00", "end": "23:30"})
+    q = parse_window("q", {"start": "22:00", "end": "08:00"}, with_days=False)
+    assert next_send_time(at("2024-05-16 12:00"), tz, w, q) is None
+    w2 = parse_window("w", {"start": "07:00", "end": "10:00"})
+    assert next_send_time(at("2024-05-16 23:00"), tz, w2, q) == at("2024-05-17 08:00")
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ({"start": "9:00", "end": "21:00"}, 'stores.demo.whatsapp_window.start: expected a local time like "09:00", got "9:00"'),
+    ({"start": "09:00"}, 'stores.demo.whatsapp_window.end: missing (a local time like "09:00")'),
+    ({"days": "mon-sa", "start": "09:00", "end": "21:00"},
+     'stores.demo.whatsapp_window.days: unknown day in "mon-sa" (use mon, tue, wed, thu, fri, sat, sun)'),
+    ({"start": "09:00", "end": "09:00"},
+     'stores.demo.whatsapp_window.end: must differ from start ("09:00"): a window needs a length'),
+    ({"start": "09:00", "end": "21:00", "tz": "x"},
+     "stores.demo.whatsapp_window.tz: unknown key (allowed: days, start, end)"),
+])
+def test_bad_window_config_names_the_field(table: dict[str, object], message: str) -> None:
+    with pytest.raises(StoreConfigError) as info:
+        make_registry({"demo": {"whatsapp_window": table}})
+    assert str(info.value) == message
+
+
+def test_days_parsing() -> None:
+    from actors.windows import parse_days
+
+    assert parse_days("d", "mon-sat") == frozenset(range(6))
+    assert parse_days("d", "fri-mon") == frozenset({4, 5, 6, 0})
+    assert parse_days("d", ["sat", "sun"]) == frozenset({5, 6})
+    assert parse_days("d", "mon, wed,fri") == frozenset({0, 2, 4})
