@@ -15,8 +15,8 @@ so ``cartwheel run --check`` can report everything in one go.
 Sections
 --------
 ``[engine]`` is parsed here into :class:`EngineSettings`. ``[stores.NAME]``, ``[flows.NAME]`` and
-``[channels.NAME]`` are checked here only for their shape (each is a table, each NAME an identifier:
-ASCII letters, digits and ``_``, not starting with a digit, at most 64 characters) and kept as raw dicts
+``[channels.NAME]`` are checked here only for their shape (each is a table, each NAME made of ASCII
+letters, digits, ``_``, ``-`` and ``.``, not starting with ``-`` or ``.``, at most 64 characters) and kept as raw dicts
 in :class:`Config`; their contents belong to the packages that own them (``actors.stores``,
 ``actors.flows``, ``channels``). :func:`check_sections` runs those packages' parsers over the raw
 tables and returns their messages, and :func:`parse_config` adds them to the same error list.
