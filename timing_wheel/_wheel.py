@@ -250,6 +250,45 @@ class TimingWheel:
         self._count -= 1
         return True
 
+    def reschedule(self, handle: int, due_tick: int) -> bool:
+        """Move a pending timer to ``due_tick``, keeping its handle, key and tag. O(1).
+
+        What a cart update costs without the idle-timer trick, in one call and without freeing and
+        re-allocating the slot (the Linux wheel's ``mod_timer``). Returns False, and does nothing, when
+        the handle is no longer pending. The moved timer counts as scheduled now for tie order.
+        """
+        idx = handle & _INDEX_MASK
+        kt = self._kt
+        try:
+            if self._gen[idx] != handle >> 32 or kt[idx + idx] is None or idx < _FIRST_TIMER:
+                return False
+        except IndexError:
+            return False
+        self._due[idx] = due_tick  # first: a bad due_tick raises before anything moved
+        nxt, prv = self._next, self._prev
+        before = prv[idx]
+        after = nxt[idx]
+        canonical = nxt[before]
+        nxt[before] = after
+        prv[after] = before
+        now = self._now
+        if due_tick > now:
+            level = _LEVEL_OF_BITS[(due_tick ^ now).bit_length()]
+            slot = (due_tick >> _SHIFT_OF_LEVEL[level]) & _MASK
+            sentinel = _SENTINEL[(level << SLOT_BITS) | slot]
+            self._occ[level] |= 1 << slot
+        else:
+            sentinel = _READY
+            last = prv[sentinel]
+            if last != sentinel and self._due[last] > due_tick:
+                self._ready_sorted = False
+        tail = prv[sentinel]
+        nxt[tail] = canonical
+        prv[canonical] = tail
+        nxt[canonical] = sentinel
+        prv[sentinel] = canonical
+        return True
+
     def due_of(self, handle: int) -> int | None:
         """The due tick of a pending timer, or None if the handle is no longer pending."""
         idx = self._live(handle)

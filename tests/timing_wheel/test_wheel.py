@@ -264,3 +264,43 @@ def test_repr_and_per_level_counts() -> None:
     wheel.schedule(SLOTS * SLOTS + 1, "c", 0)
     assert wheel.pending_per_level()[:3] == [1, 1, 1]
     assert "pending=3" in repr(wheel)
+
+
+@settings(max_examples=200, deadline=None)
+@given(script=st.lists(st.tuples(st.sampled_from(["schedule", "move", "cancel", "advance"]), st.integers(0, 3000)), max_size=80))
+def test_reschedule_moves_like_cancel_plus_schedule(script: list[tuple[str, int]]) -> None:
+    """reschedule(h, due) behaves as cancel + schedule of the same key and tag, keeping the handle."""
+    wheel = TimingWheel(100)
+    oracle = Oracle(100)
+    live: list[list[Any]] = []  # [wheel handle, oracle seq, key, tag]
+    for n, (op, arg) in enumerate(script):
+        if op == "schedule":
+            due = wheel.now + arg - 50
+            live.append([wheel.schedule(max(due, 0), ("k", n), n % 4), oracle.schedule(max(due, 0), ("k", n), n % 4), ("k", n), n % 4])
+        elif op == "move" and live:
+            entry = live[arg % len(live)]
+            due = max(wheel.now + arg % 700 - 100, 0)
+            moved = wheel.reschedule(entry[0], due)
+            assert moved == oracle.cancel(entry[1])
+            if moved:
+                entry[1] = oracle.schedule(due, entry[2], entry[3])
+        elif op == "cancel" and live:
+            entry = live[arg % len(live)]
+            assert wheel.cancel(entry[0]) == oracle.cancel(entry[1])
+        elif op == "advance":
+            to = wheel.now + arg
+            assert list(wheel.advance(to)) == oracle.advance(to)
+        assert len(wheel) == len(oracle.live)
+    assert list(wheel.advance(wheel.now + 10**6)) == oracle.advance(wheel.now + 10**6)
+
+
+def test_reschedule_of_a_fired_or_cancelled_timer_is_refused() -> None:
+    wheel = TimingWheel(0)
+    h = wheel.schedule(5, "a", 1)
+    assert wheel.reschedule(h, 9) is True and wheel.due_of(h) == 9
+    assert list(wheel.advance(8)) == []
+    assert list(wheel.advance(9)) == [("a", 1)]
+    assert wheel.reschedule(h, 20) is False and len(wheel) == 0
+    h2 = wheel.schedule(30, "b", 1)
+    assert wheel.cancel(h2) and wheel.reschedule(h2, 40) is False
+    assert wheel.reschedule(12345678, 40) is False
