@@ -69,8 +69,15 @@ class Runtime:
         self.msglog = MessageLog(log_retention_s)
         self.fire_batch = fire_batch
         self.dispatcher = dispatcher
-        #: callbacks run after each applied batch of effects that changed a cart (snapshots hook here)
+        #: ``(store, cart)`` of every cart an event, timer or delivery result reached since the last
+        #: snapshot cut (None: nobody snapshots); engine.snapshot swaps it at each cut
+        self.dirty: set[tuple[str, str]] | None = None
+        #: called with an applied event that names no cart (profile updates; snapshots hook here)
         self.on_dirty: Callable[[Any], None] | None = None
+        #: copy-on-write hooks, set only while a snapshot cut is being encoded: called *before* a change
+        self.before_event: Callable[[dict[str, Any]], None] | None = None
+        self.before_fire: Callable[[Any], None] | None = None
+        self.before_delivered: Callable[[SendIntent], None] | None = None
         self._running = False
         self._task: asyncio.Task[None] | None = None
 
@@ -90,9 +97,10 @@ class Runtime:
             op = effect[0]
             if op == SCHEDULE:
                 actor = effect[1]
-                if actor.timer is not None:
-                    wheel.cancel(actor.timer)
-                actor.timer = wheel.schedule(self._tick_of(effect[2]), actor, effect[3])
+                tick = self._tick_of(effect[2])
+                # Move the pending timer in place when there is one (no free/allocate, same handle).
+                if actor.timer is None or not wheel.reschedule(actor.timer, tick, effect[3]):
+                    actor.timer = wheel.schedule(tick, actor, effect[3])
             elif op == CANCEL:
                 actor = effect[1]
                 if actor.timer is not None:
@@ -121,6 +129,10 @@ class Runtime:
     def delivered(self, intent: SendIntent, outcome: str, now: float, *, detail: str = "",
                   invalidate_contact: bool = False) -> None:
         """A delivery result came back from a channel: tell the actors (they return its log record)."""
+        if self.before_delivered is not None:
+            self.before_delivered(intent)
+        if self.dirty is not None:
+            self.dirty.add((intent.store, intent.cart))
         effects = self.registry.delivered(intent, outcome, now, detail=detail, invalidate_contact=invalidate_contact)
         if effects:
             self.apply_effects(effects, now)
@@ -132,6 +144,15 @@ class Runtime:
     # ------------------------------------------------------------------ the two doors
     def apply_event(self, event: dict[str, Any], now: float) -> None:
         """Apply one validated event (hot path)."""
+        if self.before_event is not None:  # a snapshot is encoding: it may need this cart as it is now
+            self.before_event(event)
+        dirty = self.dirty
+        if dirty is not None:
+            cart = event.get("cart")
+            if cart is not None:
+                dirty.add((event["store"], cart))
+            elif self.on_dirty is not None:
+                self.on_dirty(event)
         effects = self.registry.apply(event, now)
         if effects:
             self.apply_effects(effects, now)
@@ -145,9 +166,15 @@ class Runtime:
         fire = self.registry.fire
         apply = self.apply_effects
         lag = self.stats.timer_lag
+        dirty = self.dirty
+        before = self.before_fire
         for j in range(0, len(batch), 2):
             actor = batch[j]
             actor.timer = None
+            if before is not None:
+                before(actor)
+            if dirty is not None:
+                dirty.add((actor.store.id, actor.cart))
             due = getattr(actor, "due", None)
             if due is not None:
                 lag.record(now - due)

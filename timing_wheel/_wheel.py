@@ -250,8 +250,9 @@ class TimingWheel:
         self._count -= 1
         return True
 
-    def reschedule(self, handle: int, due_tick: int) -> bool:
-        """Move a pending timer to ``due_tick``, keeping its handle, key and tag. O(1).
+    def reschedule(self, handle: int, due_tick: int, tag: Any = None) -> bool:
+        """Move a pending timer to ``due_tick``, keeping its handle and key (and its tag unless a new
+        ``tag`` is given). O(1).
 
         What a cart update costs without the idle-timer trick, in one call and without freeing and
         re-allocating the slot (the Linux wheel's ``mod_timer``). Returns False, and does nothing, when
@@ -265,6 +266,8 @@ class TimingWheel:
         except IndexError:
             return False
         self._due[idx] = due_tick  # first: a bad due_tick raises before anything moved
+        if tag is not None:
+            kt[idx + idx + 1] = tag
         nxt, prv = self._next, self._prev
         before = prv[idx]
         after = nxt[idx]

@@ -304,3 +304,10 @@ def test_reschedule_of_a_fired_or_cancelled_timer_is_refused() -> None:
     h2 = wheel.schedule(30, "b", 1)
     assert wheel.cancel(h2) and wheel.reschedule(h2, 40) is False
     assert wheel.reschedule(12345678, 40) is False
+
+
+def test_reschedule_can_change_the_tag() -> None:
+    wheel = TimingWheel(0)
+    h = wheel.schedule(5, "a", 1)
+    assert wheel.reschedule(h, 7, 2)
+    assert list(wheel.advance(10)) == [("a", 2)]
