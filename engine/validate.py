@@ -64,6 +64,10 @@ _URL_RE = re.compile(r"https?://[^\x00-\x20\x7f/?#@]+(?:[/?#][^\x00-\x20\x7f]*)?
 _EMAIL_RE = re.compile(r"[^\x00-\x20\x7f@<>()\[\],;:\"]+@[^\x00-\x20\x7f@<>()\[\],;:\"]+\.[A-Za-z]{2,63}")
 _PHONE_RE = re.compile(r"\+[0-9]{8,15}")
 _LOCALE_RE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8}){0,3}")
+#: URLs already found valid (max_string is the same for every Validator in a process that matters:
+#: a longer URL never gets in, because the length check runs before it is added).
+_GOOD_URLS: dict[str, None] = {}
+_GOOD_URLS_MAX = 1 << 16
 _ZONE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+){0,3}")
 
 
@@ -220,11 +224,23 @@ class Validator:
     def _url(self, value: Any, name: str) -> str | None:
         if type(value) is not str:
             return f"{name}: required" if value is None else f"{name}: must be an http(s) URL"
+        if value in _GOOD_URLS:  # a cart's checkout URL and a product's URL repeat on every update
+            return None
         if len(value) > self.max_string:  # checked first: bounds the regex's work
             return f"{name}: {self._too_long}"
         if _URL_RE.fullmatch(value) is None:
             return f"{name}: must be an http(s) URL"
+        if len(_GOOD_URLS) >= _GOOD_URLS_MAX:
+            _GOOD_URLS.clear()  # bounded memory; it refills with what is hot
+        _GOOD_URLS[value] = None
         return None
+
+    def _item_url(self, item: dict[str, Any], key: str, i: int) -> str | None:
+        """``items[i].url`` / ``.image``: the reason string is only built when the value is bad."""
+        value = item.get(key)
+        if value is None or (type(value) is str and value in _GOOD_URLS):
+            return None
+        return self._url(value, f"items[{i}].{key}")
 
     # ------------------------------------------------------------------------------ per event type
 
@@ -326,14 +342,9 @@ class Validator:
                         return f"items[{i}].name: must be a string"
                     if len(name) > max_string:
                         return f"items[{i}].name: {self._too_long}"
-                if item.get("url") is not None:
-                    err = self._url(item["url"], f"items[{i}].url")
-                    if err is not None:
-                        return err
-                if item.get("image") is not None:
-                    err = self._url(item["image"], f"items[{i}].image")
-                    if err is not None:
-                        return err
+                err = self._item_url(item, "url", i) or self._item_url(item, "image", i)
+                if err is not None:
+                    return err
         return None
 
     def _profile(self, p: dict[str, Any]) -> str | None:
