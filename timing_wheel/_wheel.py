@@ -274,6 +274,8 @@ class TimingWheel:
         canonical = nxt[before]
         nxt[before] = after
         prv[after] = before
+        # Placement as in schedule(), inlined on purpose: a shared helper costs a method call (about
+        # a tenth of the operation) on the engine's most frequent timer operation.
         now = self._now
         if due_tick > now:
             level = _LEVEL_OF_BITS[(due_tick ^ now).bit_length()]

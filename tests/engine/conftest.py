@@ -16,7 +16,10 @@ from engine.config import parse_config
 START = parse_time("2026-03-06T10:00:00Z")  # a Friday, 10:00 UTC
 
 
-def engine_config(tmp_path: Path, **engine: Any) -> Any:
+def engine_config(tmp_path: Path, *, stores: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+                  **engine: Any) -> Any:
+    """A test config: ingest on 127.0.0.1:0 and a UNIX socket, admin socket in ``tmp_path``, manual
+    clock, file store, outbox channels; ``engine`` overrides ``[engine]`` keys, ``stores`` the stores."""
     table = {
         "ingest_tcp": "127.0.0.1:0",
         "ingest_unix": str(tmp_path / "ingest.sock"),
@@ -29,10 +32,10 @@ def engine_config(tmp_path: Path, **engine: Any) -> Any:
     table.update(engine)
     return parse_config({
         "engine": table,
-        "stores": {"shop1": {"name": "Acme", "timezone": "UTC"}},
+        "stores": stores if stores is not None else {"shop1": {"name": "Acme", "timezone": "UTC"}},
         "channels": {name: {"kind": "outbox", "dir": str(tmp_path / "outbox")}
                      for name in ("email", "push", "whatsapp", "sms")},
-    }, source="test")
+    }, source="test", env=env or {})
 
 
 @pytest.fixture

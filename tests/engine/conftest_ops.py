@@ -17,7 +17,8 @@ import pytest
 
 from engine.app import Engine
 from engine.clock import ManualClock, parse_time
-from engine.config import Config, parse_config
+from engine.config import Config
+from tests.engine.conftest import engine_config
 
 START = parse_time("2026-03-06T10:00:00Z")  # a Friday, 10:00 UTC
 HOUR = 3600.0
@@ -28,23 +29,11 @@ def ops_config(tmp_path: Path, *, env: dict[str, str] | None = None, **engine: A
 
     ``shop1`` has unlimited credits, ``shop2`` five.
     """
-    table: dict[str, Any] = {
-        "ingest_tcp": "127.0.0.1:0",
-        "ingest_unix": "",
-        "admin_unix": str(tmp_path / "admin.sock"),
-        "store": f"file:{tmp_path / 'state'}",
-        "clock": "manual",
-        "clock_start": "2026-03-06T10:00:00Z",
-        "snapshot_interval": "1h",
-    }
-    table.update(engine)
-    return parse_config({
-        "engine": table,
-        "stores": {"shop1": {"name": "Acme", "timezone": "UTC"},
-                   "shop2": {"name": "Bolt", "timezone": "UTC", "credits": 5}},
-        "channels": {name: {"kind": "outbox", "dir": str(tmp_path / "outbox")}
-                     for name in ("email", "push", "whatsapp", "sms")},
-    }, source="test", env=env or {})
+    return engine_config(
+        tmp_path, ingest_unix="", env=env,
+        stores={"shop1": {"name": "Acme", "timezone": "UTC"}, "shop2": {"name": "Bolt", "timezone": "UTC", "credits": 5}},
+        **engine,
+    )
 
 
 async def start_engine(config: Config, tmp_path: Path, *, manual: bool = True) -> Engine:
