@@ -47,8 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parsers(sub)
 
-    bench = sub.add_parser("bench", help="run a benchmark scenario (wheel, memory, channels, all)")
-    bench.add_argument("name", help="scenario name: wheel, memory, channels, all")
+    from bench.loadgen import add_parser as add_loadgen_parser
+
+    add_loadgen_parser(sub)
+
+    bench = sub.add_parser(
+        "bench", help="run a benchmark scenario (wheel, memory, ingest, channels, snapshot, e2e, peers, all) or 'report'")
+    bench.add_argument("name", help="scenario: wheel, memory, ingest, channels, snapshot, e2e, peers, all; "
+                                    "or 'report' (bench/out/*.json -> bench/RESULTS.md and charts)")
+    bench.add_argument("--in", dest="in_dir", default="bench/out", help="report: directory of JSON results")
+    bench.add_argument("--md", default="bench/RESULTS.md", help="report: the markdown file to write")
     bench.add_argument("--quick", action="store_true", help="small sizes, finishes in under 60 s")
     bench.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     bench.add_argument("--out", default="bench/out", help="directory for the JSON result (default bench/out)")
@@ -203,7 +211,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command in CLIENT_COMMANDS:
         return run_client(args)
+    if args.command == "loadgen":
+        from bench.loadgen import main as loadgen_main
+
+        return loadgen_main(args)
     if args.command == "bench":
+        if args.name == "report":
+            from bench.report import main as report_main
+
+            return report_main(args.in_dir, args.md)
         from bench.harness import run_scenario
 
         return run_scenario(args.name, quick=args.quick, as_json=args.json, out_dir=args.out)
