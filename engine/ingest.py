@@ -38,6 +38,9 @@ log = logging.getLogger("cartwheel.ingest")
 _packb = msgpack.packb
 _perf = time.perf_counter
 
+#: events handled per connection per loop turn before it yields (fairness with the tick driver)
+EVENTS_PER_TURN = 2000
+
 
 class FrameHandler:
     """Validates and applies frames; shared by every connection.
@@ -50,12 +53,15 @@ class FrameHandler:
         stats: the engine's counters (``events_accepted`` ...).
         sync: a coroutine function returning once earlier events are durable (raises on failure).
         max_batch: the most events in one frame.
+        barrier: journal durability: called after each frame, returns a future the frame's reply must
+            wait for (its events appended to the journal), or None to reply at once.
     """
 
     def __init__(
         self, *, apply: Callable[[dict[str, Any], float], None], now: Callable[[], float],
         validator: Validator, deduper: Deduper | None, stats: Any,
         sync: Callable[[], Awaitable[None]], max_batch: int = 10_000,
+        barrier: Callable[[], asyncio.Future[None] | None] | None = None,
     ) -> None:
         self.apply = apply
         self.now = now
@@ -64,6 +70,7 @@ class FrameHandler:
         self.stats = stats
         self.sync = sync
         self.max_batch = max_batch
+        self.barrier = barrier
 
     def handle(self, seq: int, frame: Any) -> dict[str, Any]:
         """The reply to one (non-control) frame. Never raises on bad input."""
@@ -133,6 +140,7 @@ class IngestProtocol(asyncio.Protocol):
         self.seq = 0
         self.pending: deque[bytes | asyncio.Future[bytes]] = deque()
         self.write_paused = False
+        self.over_budget = False  # paused until the next loop turn (see _process)
         self.closed = False
 
     # -- connection lifecycle
@@ -159,34 +167,77 @@ class IngestProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.transport is not None and not self.server.paused and len(self.pending) < 1024:
+        if self.transport is not None and not self.server.paused and len(self.pending) < 1024 and not self.over_budget:
             self.transport.resume_reading()
 
     # -- frames
     def data_received(self, data: bytes) -> None:
-        unpacker = self.unpacker
         try:
-            unpacker.feed(data)
+            self.unpacker.feed(data)
         except msgpack.BufferFull:
             self._fail(f"frame: larger than {self.server.max_frame_bytes} bytes")
             return
+        self._process()
+
+    def _process(self) -> None:
+        """Handle buffered frames, at most ``EVENTS_PER_TURN`` events' worth per loop turn.
+
+        Fairness: one read can hold thousands of events, and many connections can be readable in the
+        same loop turn; without a budget the tick driver (and the timers it fires) would wait for all
+        of them. Past the budget the connection stops reading and continues on the next loop turn.
+        Replies produced in one go are written with one ``transport.write`` (a batch-1 client would
+        otherwise cost a system call per event).
+        """
+        unpacker = self.unpacker
         handler = self.handler
-        while True:
+        barrier = handler.barrier
+        out: list[bytes] = []
+        budget = EVENTS_PER_TURN
+        while budget > 0:
             try:
                 frame = next(unpacker)
             except StopIteration:
                 break
             except (msgpack.UnpackValueError, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
+                self._write_replies(out)
                 self.seq += 1
                 self._fail(f"invalid msgpack: {exc}"[:200])
                 return
             self.seq += 1
             if is_control(frame):
+                self._write_replies(out)
                 self._sync(self.seq)
                 continue
-            self._reply(_packb(handler.handle(self.seq, frame)))
+            budget -= len(frame) if type(frame) is list else 1
+            reply = handler.handle(self.seq, frame)
+            wait = barrier() if barrier is not None else None
+            if wait is None:
+                out.append(_packb(reply))
+            else:
+                self._write_replies(out)
+                self._after(wait, reply)
             if self.closed:
+                self._write_replies(out)
                 return
+        self._write_replies(out)
+        if budget <= 0 and self.transport is not None and not self.closed:
+            # Frames may remain buffered: let the rest of the loop run, then continue.
+            self.over_budget = True
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self._continue)
+
+    def _continue(self) -> None:
+        self.over_budget = False
+        if self.closed or self.transport is None:
+            return
+        self._process()
+        if not self.over_budget and not self.write_paused and not self.server.paused and len(self.pending) < 1024:
+            self.transport.resume_reading()
+
+    def _write_replies(self, out: list[bytes]) -> None:
+        if out:
+            self._reply(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
 
     def eof_received(self) -> bool | None:
         # A client that half-closes still gets the replies to what it sent; then we close.
@@ -230,6 +281,25 @@ class IngestProtocol(asyncio.Protocol):
         self.server.tasks.add(task)
         task.add_done_callback(self.server.tasks.discard)
 
+    def _after(self, wait: asyncio.Future[None], reply: dict[str, Any]) -> None:
+        """Journal durability: the reply goes out once ``wait`` (its events appended) is done, in order."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.pending.append(future)
+        if len(self.pending) >= 1024 and self.transport is not None:
+            self.transport.pause_reading()
+
+        def done(w: asyncio.Future[None]) -> None:
+            if future.done():
+                return  # the connection went away meanwhile
+            exc = None if w.cancelled() else w.exception()
+            if w.cancelled() or exc is not None:  # never claim durability falsely
+                reply["durable"] = False
+                reply["error"] = str(exc) if exc is not None else "journal append cancelled"
+            future.set_result(_packb(reply))
+            self._flush()
+
+        wait.add_done_callback(done)
+
     def _flush(self) -> None:
         transport = self.transport
         pending = self.pending
@@ -246,7 +316,8 @@ class IngestProtocol(asyncio.Protocol):
                 transport.close()
                 return
             transport.write(head)
-        if transport is not None and not self.write_paused and not self.server.paused and not self.closed:
+        if (transport is not None and not self.write_paused and not self.server.paused and not self.closed
+                and not self.over_budget):
             transport.resume_reading()
 
 
@@ -291,7 +362,7 @@ class IngestServer:
         if self.paused:
             self.paused = False
             for conn in self.connections:
-                if conn.transport is not None and not conn.write_paused and not conn.closed:
+                if conn.transport is not None and not conn.write_paused and not conn.closed and not conn.over_budget:
                     conn.transport.resume_reading()
 
     async def stop_accepting(self) -> None:

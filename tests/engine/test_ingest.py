@@ -186,3 +186,18 @@ async def test_fuzz_random_maps_and_bytes_never_break_the_engine(engine: Engine,
     good = await Client.unix(engine)
     assert (await good.frame(cart_event("steady")))["accepted"] == 1
     await good.close()
+
+
+async def test_a_burst_over_the_per_turn_budget_is_handled_in_slices_in_order(engine: Engine) -> None:
+    """10 000 events in one write exceed EVENTS_PER_TURN: the connection yields and continues."""
+    from engine import ingest
+
+    client = await Client.tcp(engine)
+    frames = [[cart_event(f"b{i}-{j}") for j in range(1000)] for i in range(10)]
+    client.send_raw(b"".join(msgpack.packb(f) for f in frames) + msgpack.packb(cart_event("single")))
+    await client.writer.drain()
+    replies = [await client.reply() for _ in range(11)]
+    assert [r["seq"] for r in replies] == list(range(1, 12))
+    assert sum(r["accepted"] for r in replies) == 10_001
+    assert len(engine.registry) == 10_001 and 10_000 > ingest.EVENTS_PER_TURN
+    await client.close()
