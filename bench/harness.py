@@ -22,7 +22,11 @@ from typing import Any
 __all__ = ["SCENARIOS", "run_scenario", "machine_info", "format_table", "rss_bytes", "peak_rss_bytes"]
 
 #: scenario name -> module under bench/
-SCENARIOS: dict[str, str] = {"wheel": "bench.wheel", "memory": "bench.memory", "channels": "bench.channels"}
+SCENARIOS: dict[str, str] = {
+    "wheel": "bench.wheel", "memory": "bench.memory", "channels": "bench.channels", "ingest": "bench.ingest",
+    "peers": "bench.peers", "e2e": "bench.e2e",
+    "snapshot": "bench.snapshot",
+}
 
 Row = dict[str, Any]
 

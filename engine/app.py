@@ -1,10 +1,23 @@
 """The engine: config in, every component built and wired, started and stopped in the right order.
 
-Start: restore the latest snapshot (re-arming every cart's timer; those that fell due while the engine
-was down fire at the first tick, in due order), start the channel pools, the tick driver, the periodic
-snapshot task, then the listeners (admin first, ingest last, so that nothing is accepted before the
-engine can apply it). Stop (SIGTERM/SIGINT): stop accepting, drain the channels, stop the tick driver,
-write a final snapshot.
+Start: open the store (waiting for it a while if it is down), start the channel pools, restore (the
+latest snapshot, then the journal and late send outcomes after it; see :mod:`engine.stores.restore`),
+report and resolve the sends whose outcome is unknown, then start the tick driver, the snapshot loop and
+the listeners (admin first, ingest last, so that nothing is accepted before the engine can apply it). A
+fresh store gets an empty full snapshot first, so that every later journal entry has a base.
+
+Durability (``engine.durability``):
+
+* ``snapshot`` — an accepted event is durable at the next snapshot cut; a ``sync`` frame asks for the
+  next (incremental) cut and waits for its commit;
+* ``journal`` — every accepted frame's events are appended to the journal (group commit) before its
+  reply is written; a snapshot records the lsn it covers and the journal is trimmed to it.
+
+In both modes every send intent is recorded in the ledger before its provider is called
+(:mod:`engine.intents`).
+
+Stop (SIGTERM/SIGINT): stop accepting, drain the channels (messages still queued are recorded as unsent
+and go out after the restart), stop ticking, flush the journal, write a final full snapshot.
 """
 from __future__ import annotations
 
@@ -20,14 +33,28 @@ from actors.stores import parse_store
 from engine.clock import Clock, clock_from_spec, monotonic
 from engine.config import Config
 from engine.ingest import FrameHandler, IngestServer
+from engine.intents import IntentLedger
 from engine.ops import OpsEndpoints, start_ops
 from engine.runtime import Dispatcher, Runtime
-from engine.snapshot import FileStore, encode_state, open_store, restore_state
-from engine.validate import Deduper, Validator
+from engine.snapshot import RecordingDeduper, Snapshotter
+from engine.stores import (
+    Journal,
+    Sequence,
+    Store,
+    StoreError,
+    StoreHealth,
+    StoreUnavailable,
+    open_store,
+)
+from engine.stores.restore import RestoreReport, restore
+from engine.validate import Validator
 
 __all__ = ["Engine", "build_registry"]
 
 log = logging.getLogger("cartwheel.engine")
+
+#: how long start() waits for a store that does not answer before giving up
+STORE_WAIT_S = 30.0
 
 
 def build_registry(config: Config) -> Registry:
@@ -35,6 +62,20 @@ def build_registry(config: Config) -> Registry:
     flows = flows_from_config(config.flows)
     stores = {name: parse_store(name, table, flows) for name, table in config.stores.items()}
     return Registry(stores, flows)
+
+
+def uncertain_policies(config: Config) -> dict[str, str]:
+    """``on_uncertain`` of every channel a flow may use (``skip`` unless its table says ``resend``)."""
+    from channels import ChannelSettings
+    from engine.dispatch import FLOW_CHANNELS
+
+    out = {}
+    for name in dict.fromkeys([*FLOW_CHANNELS, *config.channels]):
+        try:
+            out[name] = ChannelSettings.from_table(name, config.channels.get(name)).on_uncertain
+        except Exception:  # noqa: BLE001 - reported by the config check; the default is the safe choice
+            out[name] = "skip"
+    return out
 
 
 class Engine:
@@ -45,6 +86,7 @@ class Engine:
         clock: overrides the config's clock (tests pass a ManualClock).
         dispatcher: overrides the channel pools (None: build them from ``[channels.*]``).
         base_dir: relative paths in the config are resolved against it (default: the working dir).
+        build_channels: False leaves the engine without pools (sends count as sent at once).
     """
 
     def __init__(self, config: Config, *, clock: Clock | None = None, dispatcher: Dispatcher | None = None,
@@ -57,72 +99,142 @@ class Engine:
         self.runtime = Runtime(self.registry, self.clock, tick_s=settings.tick_s,
                                log_retention_s=settings.log_retention_s)
         self.stats = self.runtime.stats
-        self.store: FileStore = open_store(settings.store, base=self.base_dir)
+        self.seq = Sequence()
+        self.health = StoreHealth()
+        self.store: Store = open_store(settings.store, base=self.base_dir, partitions=settings.partitions)
+        self.journal = Journal(self.store, self.seq, self.health, timeout_s=settings.sync_timeout_s)
         self.dispatcher = dispatcher
+        self.ledger: IntentLedger | None = None
         if self.dispatcher is None and build_channels:
             from engine.dispatch import ChannelDispatcher
 
-            self.dispatcher = ChannelDispatcher.from_config(config, self.runtime, base_dir=self.base_dir)
+            channel_dispatcher = ChannelDispatcher.from_config(config, self.runtime, base_dir=self.base_dir)
+            self.ledger = IntentLedger(journal=self.journal, seq=self.seq, partitions=settings.partitions,
+                                       runtime=self.runtime, policy=uncertain_policies(config))
+            channel_dispatcher.attach_ledger(self.ledger)
+            self.health.on_down.append(self.ledger.release_all)
+            self.dispatcher = channel_dispatcher
         self.runtime.dispatcher = self.dispatcher
+        self.deduper = RecordingDeduper(settings.dedup_window_s, settings.dedup_capacity)
+        self.snapshotter = Snapshotter(
+            runtime=self.runtime, store=self.store, journal=self.journal, ledger=self.ledger, seq=self.seq,
+            health=self.health, partitions=settings.partitions, interval_s=settings.snapshot_interval_s,
+            log_retention_s=settings.log_retention_s, deduper=self.deduper,
+        )
+        self.journal.need_full = self.snapshotter.request_full
+        self.journal.verify = self.snapshotter.verify
+        self.journal.on_lost = self.snapshotter.store_lost
+        self.journaling = settings.durability == "journal"
         self.handler = FrameHandler(
-            apply=self.runtime.apply_event, now=self.clock.now, validator=Validator(settings),
-            deduper=Deduper(settings.dedup_window_s, settings.dedup_capacity), stats=self.stats,
-            sync=self.sync, max_batch=settings.max_batch,
+            apply=self._apply_journaled if self.journaling else self.runtime.apply_event, now=self.clock.now,
+            validator=Validator(settings), deduper=self.deduper, stats=self.stats, sync=self.sync,
+            max_batch=settings.max_batch, barrier=self.journal.barrier if self.journaling else None,
         )
         self.ingest = IngestServer(self.handler, self.stats, max_frame_bytes=settings.max_frame_bytes)
         self.ops: OpsEndpoints | None = None
         self.started_at = monotonic()
         self.restoring = False
-        self.last_snapshot_at: float | None = None  # monotonic seconds
-        self.last_snapshot_s: float | None = None
-        self.snapshot_error: str | None = None
-        self._snapshot_lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task[Any]] = []
+        self.restore_report: RestoreReport | None = None
         self._stopped = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        """Open the store, restore, start everything.
+
+        Raises:
+            StoreError: the store holds data this engine cannot read (names the key or file), or did
+                not answer within :data:`STORE_WAIT_S`.
+        """
         settings = self.config.engine
-        self.restore()
+        await self._open_store()
+        self.journal.start()
         if self.dispatcher is not None and hasattr(self.dispatcher, "start"):
             await self.dispatcher.start()
+        if self.ledger is not None:
+            self.ledger.holding = True  # sends issued during restore wait until it is complete
+        fresh = await self.restore() < 0
+        if fresh:
+            await self.snapshotter.snapshot(full=True)  # generation 1: a base for every later journal entry
+        if self.ledger is not None:
+            uncertain, resent = self.ledger.resolve()
+            if uncertain or resent:
+                log.warning("restore: %d sends with an unknown outcome (reported as uncertain), %d sent again",
+                            uncertain, resent)
+            self.ledger.release_held()
         self.runtime.start()
-        self._tasks.append(asyncio.get_running_loop().create_task(self._snapshot_loop(), name="cartwheel-snapshots"))
+        self.snapshotter.start()
         self.ops = await start_ops(self, base_dir=self.base_dir)
         await self.ingest.start(tcp=settings.ingest_tcp,
                                 unix=str(self._path(settings.ingest_unix)) if settings.ingest_unix else None)
-        log.info("cartwheel engine started: ingest tcp=%s unix=%s admin=%s store=%s clock=%r",
-                 self.ingest.tcp_address, self.ingest.unix_path, self.ops.admin_path, self.store.describe(), self.clock)
+        log.info("cartwheel engine started: ingest tcp=%s unix=%s admin=%s store=%s durability=%s clock=%r",
+                 self.ingest.tcp_address, self.ingest.unix_path, self.ops.admin_path, self.store.describe(),
+                 settings.durability, self.clock)
+
+    async def _open_store(self) -> None:
+        deadline = monotonic() + STORE_WAIT_S
+        delay_s = 0.2
+        while True:
+            try:
+                await self.store.open()
+                return
+            except StoreUnavailable as exc:
+                if monotonic() + delay_s > deadline:
+                    raise StoreUnavailable(f"{exc} (gave up after {STORE_WAIT_S:g} s)") from None
+                log.error("store %s not available (%s); retrying in %.1f s", self.store.describe(), exc, delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
 
     def _path(self, value: str) -> Path:
         path = Path(value)
         return path if path.is_absolute() else self.base_dir / path
 
-    def restore(self) -> int:
-        """Load the latest snapshot, if any; returns the number of carts restored."""
-        data = self.store.load()
-        if data is None:
-            return 0
+    def _apply_journaled(self, event: dict[str, Any], now: float) -> None:
+        self.runtime.apply_event(event, now)
+        self.journal.add_events(event, now)
+
+    async def restore(self) -> int:
+        """Load the latest snapshot and replay what follows it; returns the carts restored (-1: empty store).
+
+        Raises:
+            CorruptStore: naming the key or file at fault.
+        """
         self.restoring = True
-        t0 = time.perf_counter()
-        effects = restore_state(self.registry, data, source=str(getattr(self.store, "path", self.store.describe())))
-        now = self.clock.now()
-        self.runtime.apply_effects(effects, now)
-        self.restoring = False
-        n = len(self.registry)
-        log.info("restored %d carts from %s in %.2f s", n, self.store.describe(), time.perf_counter() - t0)
-        return n
+        try:
+            t0 = time.perf_counter()
+            loaded = await self.store.read(log.info)
+            if loaded is None:
+                log.info("store %s is empty: starting fresh", self.store.describe())
+                return -1
+            report = restore(loaded, runtime=self.runtime, ledger=self.ledger or _NoLedger(), seq=self.seq,
+                             snapshotter=self.snapshotter, deduper=self.deduper,
+                             partitions=self.config.engine.partitions, progress=log.info)
+            self.restore_report = report
+            log.info("restored %d carts, %d profiles, %d ledger entries from %s (generation %d, lsn %d) in %.2f s; "
+                     "replayed %d journal batches (%d events) and %d late outcomes, %d timers fired, in %.2f s",
+                     report.carts, report.profiles, report.ledger_entries, self.store.describe(), report.generation,
+                     report.cut, time.perf_counter() - t0, report.journal_batches, report.journal_events,
+                     report.late_outcomes, report.timers_fired, report.replay_s)
+            return report.carts
+        finally:
+            self.restoring = False
 
     async def stop(self) -> None:
-        """Graceful stop: stop accepting, drain sends, stop ticking, final snapshot."""
+        """Graceful stop: stop accepting, drain sends, stop ticking, flush, final snapshot."""
         await self.ingest.stop_accepting()
         if self.dispatcher is not None and hasattr(self.dispatcher, "stop"):
             await self.dispatcher.stop()
         await self.runtime.stop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.snapshot()
+        await self.snapshotter.stop()
+        try:
+            await self.journal.flush(min(self.config.engine.sync_timeout_s, 5.0))
+        except (TimeoutError, StoreError) as exc:
+            log.error("stop: journal not flushed: %s", exc)
+        try:
+            await self.snapshot()
+        except StoreError as exc:
+            log.error("stop: final snapshot to %s failed: %s (the journal and the last snapshot stand)",
+                      self.store.describe(), exc)
+        await self.journal.close()
         await self.ingest.close()
         if self.ops is not None:
             await self.ops.close()
@@ -131,44 +243,69 @@ class Engine:
 
     # ------------------------------------------------------------------ durability
     async def snapshot(self) -> float:
-        """Write a full snapshot now; returns the seconds it took."""
-        async with self._snapshot_lock:
-            t0 = monotonic()
-            data = await encode_state(self.registry, self.clock.now())
-            await self.store.save(data)
-            took = monotonic() - t0
-            self.last_snapshot_at = monotonic()
-            self.last_snapshot_s = took
-            self.snapshot_error = None
-            return took
+        """Write a full snapshot now; returns the seconds it took.
+
+        Raises:
+            StoreError: the store refused it.
+        """
+        return await self.snapshotter.snapshot(full=True)
 
     async def sync(self) -> None:
-        """Return once every event accepted so far is durable (answers the ``sync`` frame)."""
-        await asyncio.wait_for(self.snapshot(), self.config.engine.sync_timeout_s)
+        """Return once every event accepted so far is durable (answers the ``sync`` frame).
 
-    async def _snapshot_loop(self) -> None:
-        interval = self.config.engine.snapshot_interval_s
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.snapshot()
-            except Exception as exc:  # keep running from memory; report it
-                self.snapshot_error = str(exc)
-                log.error("snapshot to %s failed: %s", self.store.describe(), exc)
+        Raises:
+            StoreError: not durable within ``sync_timeout`` (the message names the store and why).
+        """
+        timeout_s = self.config.engine.sync_timeout_s
+        if self.journaling:
+            await self.journal.wait_durable(self.journal.last_batch_lsn, timeout_s)
+            return
+        await self.snapshotter.sync(timeout_s)
+
+    # snapshot figures under the names engine.stats.StatsView reads
+    @property
+    def last_snapshot_at(self) -> float | None:
+        return self.snapshotter.last_at
+
+    @property
+    def last_snapshot_s(self) -> float | None:
+        return self.snapshotter.last_s
+
+    @property
+    def snapshot_error(self) -> str | None:
+        return self.health.error or self.snapshotter.last_error
 
     # ------------------------------------------------------------------ views for the admin socket
+    def persistence_document(self) -> dict[str, Any]:
+        """The ``persistence`` part of ``stats``: store, mode, up/down, snapshot and journal figures."""
+        snap = self.snapshotter
+        doc: dict[str, Any] = {
+            "store": self.store.describe(),
+            "durability": self.config.engine.durability,
+            "up": self.health.up,
+            "error": self.snapshot_error,
+            "down_for_s": None if self.health.down_since is None else round(time.monotonic() - self.health.down_since, 3),
+            "outages": self.health.outages,
+            "snapshot_age_s": None if snap.last_at is None else round(time.monotonic() - snap.last_at, 3),
+            "snapshot_duration_s": snap.last_s,
+            "snapshot": snap.statistics(),
+            "journal": self.journal.statistics(),
+            "lsn": self.seq.lsn,
+        }
+        if self.ledger is not None:
+            doc["intents"] = self.ledger.statistics()
+        if self.restore_report is not None:
+            r = self.restore_report
+            doc["restore"] = {"carts": r.carts, "load_s": round(r.load_s, 3), "replay_s": round(r.replay_s, 3),
+                              "journal_events": r.journal_events, "late_outcomes": r.late_outcomes}
+        return doc
+
     def stats_document(self) -> dict[str, Any]:
         doc = self.stats.snapshot()
         doc["carts"] = {k: v for k, v in self.registry.carts_by_state().items()}
         doc["timers"] = len(self.runtime.wheel)
         doc["clock"] = {"now": self.clock.now(), "kind": self.clock.kind}
-        doc["persistence"] = {
-            "store": self.store.describe(),
-            "durability": self.config.engine.durability,
-            "snapshot_age_s": None if self.last_snapshot_at is None else round(monotonic() - self.last_snapshot_at, 3),
-            "snapshot_duration_s": self.last_snapshot_s,
-            "error": self.snapshot_error,
-        }
+        doc["persistence"] = self.persistence_document()
         doc["channels"] = self.channels_document()
         doc["uptime_s"] = round(monotonic() - self.started_at, 3)
         return doc
@@ -176,9 +313,19 @@ class Engine:
     def channels_document(self) -> dict[str, Any]:
         if self.dispatcher is None or not hasattr(self.dispatcher, "describe"):
             return {}
-        return self.dispatcher.describe()
+        return self.dispatcher.describe()  # type: ignore[no-any-return]
 
     def pause_channel(self, name: str, paused: bool) -> None:
         if self.dispatcher is None or not hasattr(self.dispatcher, "pause"):
             raise KeyError(name)
         self.dispatcher.pause(name, paused)
+
+
+class _NoLedger:
+    """Stands in for the ledger when the engine has no channel pools (no sends to remember)."""
+
+    def load(self, entries: list[Any], cut: int) -> None:
+        return None
+
+    def late_outcomes(self, cut: int) -> list[Any]:
+        return []

@@ -45,6 +45,8 @@ class ChannelDispatcher:
         self._submitted_at: dict[str, float] = {}  # monotonic s, for the time-in-queue histogram
         self._dispatched_at: dict[str, float] = {}  # monotonic s, for the provider-latency histogram
         self._drainer: asyncio.Task[None] | None = None
+        self.ledger: Any = None  # engine.intents.IntentLedger: records intents before their provider call
+        self._stopping = False
 
     @classmethod
     def from_config(cls, config: Config, runtime: Any, *, base_dir: Path | None = None) -> ChannelDispatcher:
@@ -64,7 +66,13 @@ class ChannelDispatcher:
         for pool in self.pools.values():
             await pool.start()
 
+    def attach_ledger(self, ledger: Any) -> None:
+        """Record every intent in ``ledger`` before it reaches a pool, and its outcome after."""
+        self.ledger = ledger
+        ledger.offer = self._offer
+
     async def stop(self) -> None:
+        self._stopping = True  # messages still queued are reported "not sent": the ledger keeps them
         if self._drainer is not None:
             await asyncio.gather(self._drainer, return_exceptions=True)
         for pool in self.pools.values():
@@ -72,6 +80,12 @@ class ChannelDispatcher:
 
     # -- the runtime's side
     def submit(self, intent: SendIntent) -> None:
+        ledger = self.ledger
+        if ledger is not None and not ledger.admit(intent):
+            return  # held until its record is durable (then _offer), or a key that must not go again
+        self._offer(intent)
+
+    def _offer(self, intent: SendIntent) -> None:
         pool = self.pools.get(intent.channel)
         if pool is None:
             self.runtime.delivered(intent, "failed", self.runtime.now(), detail=f"no channel {intent.channel!r} configured")
@@ -95,13 +109,30 @@ class ChannelDispatcher:
             self.on_pressure(False)
 
     async def idle(self) -> None:
+        ledger = self.ledger
         while True:
+            if ledger is not None and ledger.waiting() and ledger.journal.health.up:
+                await self._ledger_flushed()
             if self._drainer is not None and not self._drainer.done():
                 await self._drainer
             for pool in self.pools.values():
                 await pool.wait_idle()
             if not self.overflow and all(p.statistics().in_flight == 0 for p in self.pools.values()):
-                return
+                if ledger is None:
+                    return
+                if ledger.waiting():
+                    await asyncio.sleep(0.001)
+                    continue
+                await self._ledger_flushed()  # outcomes recorded too: a crash now repeats nothing
+                if not ledger.waiting():
+                    return
+
+    async def _ledger_flushed(self) -> None:
+        try:
+            await self.ledger.journal.flush()
+        except Exception as exc:  # noqa: BLE001 - the store is down: intents go out from memory meanwhile
+            log.warning("intent ledger not durable: %s", exc)
+            await asyncio.sleep(0)
 
     def _message(self, intent: SendIntent) -> Message:
         rules = self.runtime.registry.rules(intent.store)
@@ -140,6 +171,15 @@ class ChannelDispatcher:
         t0 = self._dispatched_at.pop(message.key, None)
         if t0 is not None:
             self.runtime.stats.record_provider_latency(message.channel, monotonic() - t0)
+        ledger = self.ledger
+        if ledger is not None:
+            if self._stopping and result.outcome == "failed" and result.retryable:
+                # Queued or waiting for a retry when the engine stopped: it did not go out. The ledger
+                # keeps it as unsent and it is sent after the restart; the actors hear nothing now.
+                ledger.done(intent, "failed", unsent=True)
+                return
+            ledger.done(intent, str(result.outcome), detail=result.detail,
+                        invalidate=bool(result.invalidate_contact or result.opt_out))
         self.runtime.delivered(
             intent, str(result.outcome), self.runtime.now(), detail=result.detail,
             invalidate_contact=bool(result.invalidate_contact or result.opt_out),

@@ -1,127 +1,713 @@
-"""Snapshots of the engine's state, and the embedded ``file:`` store that keeps them.
+"""Snapshots: a consistent cut of the engine's state, written incrementally without stopping ingest.
 
-A snapshot is one msgpack document: a header (format version, engine time), the stores' mutable
-counters (email credits), every profile's ``to_state()`` and every cart's ``to_state()``. The file store
-writes it to ``DIR/snapshot.msgpack`` atomically: a temporary file in the same directory, ``fsync``,
-``rename``, ``fsync`` of the directory, so a crash leaves either the old or the new snapshot, never a
-torn one.
+Definitions
+-----------
+*Dirty*: the runtime adds ``(store, cart)`` to ``runtime.dirty`` for every event, fired timer and
+delivery result that reaches a cart (one ``set.add``), and profile updates reach
+:meth:`Snapshotter.mark_profile`. A *cut* is an instant between two loop turns: it takes the dirty set
+(swapping in an empty one), the engine-wide lsn, the store counters (email credits), the metrics, the
+message-log records and ingest event ids added since the previous cut. The snapshot written for that
+cut holds every dirty cart (and its profile) *as it was at the cut*.
 
-Encoding runs on the event loop (it reads live actors), in slices that yield between them so ingest
-keeps flowing; the file write and fsync run in a worker thread.
+Encoding does not stop the loop: it runs in slices of ``slice_size`` carts with a yield between them.
+Events keep arriving meanwhile, so the runtime calls a *copy-on-write* hook (``before_event``,
+``before_fire``, ``before_delivered``) before it changes a cart: if that cart (or its profile) belongs to
+the running cut and is not encoded yet, it is encoded right then, before the change. Outside a cut the
+hooks are None and cost one attribute test. A full snapshot works the same way over every cart that
+existed at the cut (carts born after it are recognised by the hook: they did not exist when first
+touched).
+
+Why a true cut: restore loads the cut and replays, in lsn order, exactly what came after it (journal
+batches, late send outcomes). Anything newer inside the snapshot would be applied twice.
+
+Worked example (``partitions = 16``, 1 % of 1 M carts dirty): the cut swaps a 10 k-entry set (no copy),
+encodes ~10 k carts and their profiles in 5 slices of 2 000 (about 6 ms each on this project's
+reference machine), and the store commits them in one Redis ``MULTI`` of ~20 multi-field ``HSET``
+commands. A ``sync`` frame in snapshot durability asks for the next cut and waits for its commit.
+
+Failure: when the store refuses a commit, the cut's keys go back into the dirty set (they are written
+by the next cut), the store is reported down, and cuts are retried with back-off; ``sync`` callers
+keep waiting until their own ``sync_timeout`` and then hear an error naming the store. When the store
+comes back without the data it had (a Redis restarted without persistence), the next cut is full and
+rewrites the ledger, message log and event ids too.
+
+Concurrency contract: one cut at a time (a lock); the hooks run on the loop thread only.
+
+The module also keeps the original helpers :func:`encode_state` / :func:`restore_state` for a whole
+snapshot document in memory (tests and tools).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-from pathlib import Path
+import time
+import zlib
+from collections import deque
 from typing import Any
 
 import msgpack
 
-__all__ = ["FORMAT", "SnapshotError", "FileStore", "encode_state", "restore_state", "open_store"]
+from actors.effects import LogRecord
+from engine.clock import wall_time
+from engine.stores.base import (
+    PROFILE_SEED,
+    STORE_FORMAT,
+    CorruptStore,
+    Sequence,
+    SnapshotWrite,
+    Store,
+    StoreError,
+    StoreLost,
+    StoreUnavailable,
+    split_field,
+)
+from engine.stores.documents import (
+    FORMAT,
+    SnapshotError,
+    encode_state,
+    profile_id,
+    profile_id_lists,
+    profile_ids,
+    restore_state,
+)
+from engine.stores.journal import Journal, StoreHealth
+from engine.validate import Deduper
+
+__all__ = [
+    "FORMAT",
+    "RecordingDeduper",
+    "SnapshotError",
+    "Snapshotter",
+    "encode_state",
+    "profile_id",
+    "profile_ids",
+    "restore_state",
+]
 
 log = logging.getLogger("cartwheel.snapshot")
 
-#: snapshot format tag; a different tag is refused with a clear error, never half-loaded
-FORMAT = "cartwheel-snapshot/1"
+_packb = msgpack.packb
+_crc32 = zlib.crc32
+_LOG_FIELDS = LogRecord.__slots__
+#: prefix of a profile value that is an ``actors.profiles.ProfileBook`` record as it is kept in memory
+_RAW_PROFILE = b"R"
 
 
-class SnapshotError(RuntimeError):
-    """A snapshot could not be read: names the file and what is wrong with it."""
+class RecordingDeduper(Deduper):
+    """The ingest :class:`~engine.validate.Deduper`, also remembering ids first seen since the last cut."""
+
+    __slots__ = ("recent",)
+
+    def __init__(self, window_s: float, capacity: int) -> None:
+        super().__init__(window_s, capacity)
+        self.recent: list[tuple[str, str, float]] = []
+
+    def seen(self, store: str, event_id: str, now: float) -> bool:
+        if super().seen(store, event_id, now):
+            return True
+        self.recent.append((store, event_id, now))
+        return False
 
 
-async def encode_state(registry: Any, now: float, *, slice_size: int = 20_000) -> bytes:
-    """The registry as one msgpack document, yielding to the loop every ``slice_size`` carts."""
-    profiles: list[Any] = []
-    for n, (store, profile) in enumerate(registry.profiles()):
-        profiles.append([store, profile.to_state()])
-        if n % slice_size == slice_size - 1:
-            await asyncio.sleep(0)
-    carts: list[Any] = []
-    for n, actor in enumerate(list(registry)):
-        carts.append(actor.to_state())
-        if n % slice_size == slice_size - 1:
-            await asyncio.sleep(0)
-    credits = {sid: rules.credits for sid, rules in registry.stores.items() if rules.credits is not None}
-    doc = {"format": FORMAT, "at": now, "credits": credits, "profiles": profiles, "carts": carts}
-    return msgpack.packb(doc, use_bin_type=True)
+class _Cut:
+    """The state of one cut while it is being encoded (see the module docstring)."""
+
+    __slots__ = (
+        "born",
+        "buffered",
+        "captured",
+        "carts",
+        "cow",
+        "cow_profiles",
+        "full",
+        "globals",
+        "lsn",
+        "meta",
+        "n_carts",
+        "pending",
+        "pending_profiles",
+        "profiles",
+        "profiles_done",
+        "started",
+    )
+
+    def __init__(self, full: bool, lsn: int) -> None:
+        self.full = full
+        self.lsn = lsn
+        self.pending: set[tuple[str, str]] = set()
+        self.captured: list[Any] = []
+        self.cow: set[Any] = set()  # full cut: actors encoded by the copy-on-write hook (few)
+        self.cow_profiles: dict[str, set[str]] = {}  # full cut: profiles encoded by the hook, per store
+        self.born: set[tuple[str, str]] = set()
+        #: incremental: a set of (store, profile id); full: [(store, [profile id, ...]), ...]
+        self.pending_profiles: Any = ()
+        self.profiles_done: set[tuple[str, str]] = set()
+        self.carts: dict[int, list[Any]] = {}  # partition -> [name, value, name, value, ...]
+        self.profiles: dict[int, list[Any]] = {}
+        self.meta: dict[str, Any] = {}
+        self.started = time.perf_counter()
+        self.n_carts = 0
+        self.buffered = 0
+        self.globals: tuple[Any, ...] = ()
 
 
-def restore_state(registry: Any, data: bytes, *, source: str) -> list[Any]:
-    """Load a snapshot into an empty registry; returns the effects re-arming the carts' timers.
+class Snapshotter:
+    """Cuts, encodes and commits snapshots; see the module docstring.
 
-    Raises:
-        SnapshotError: the data is not a cartwheel snapshot (names ``source`` and the problem).
+    Args:
+        runtime: the engine runtime (``registry``, ``stats``, ``msglog``, ``clock``, hook attributes).
+        store: where snapshots go.
+        journal: the write-ahead path (told which lsn a committed cut covers).
+        ledger: the intent ledger (prunes on commit); may be None.
+        seq: the engine's lsn counter.
+        health: shared store health.
+        partitions: partition count.
+        interval_s: time between cuts (``snapshot_interval``).
+        deduper: the ingest deduper, when it records ids (:class:`RecordingDeduper`).
+        slice_budget_s: how long one encoding slice may hold the loop before it yields.
+        stage_size: a full cut hands the store chunks of this many carts/profiles while encoding.
     """
-    try:
-        doc = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except Exception as exc:
-        raise SnapshotError(f"{source}: not a msgpack document ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise SnapshotError(f"{source}: not a {FORMAT} snapshot (format: {found!r})")
-    effects: list[Any] = []
-    try:
-        for sid, credits in (doc.get("credits") or {}).items():
-            registry.rules(sid).credits = credits
-        for store, state in doc.get("profiles") or ():
-            registry.load_profile(store, state)
-        for n, state in enumerate(doc.get("carts") or ()):
-            more = registry.load_cart(state)
-            if more:
-                effects.extend(more)
-    except SnapshotError:
-        raise
-    except Exception as exc:
-        raise SnapshotError(f"{source}: corrupt snapshot data ({type(exc).__name__}: {exc})") from None
-    return effects
 
+    def __init__(self, *, runtime: Any, store: Store, journal: Journal, ledger: Any, seq: Sequence,
+                 health: StoreHealth, partitions: int, interval_s: float, log_retention_s: float = 5 * 86400,
+                 deduper: RecordingDeduper | None = None, slice_budget_s: float = 0.004,
+                 stage_size: int = 4000) -> None:
+        self.runtime = runtime
+        self.registry = runtime.registry
+        self.store = store
+        self.journal = journal
+        self.ledger = ledger
+        self.seq = seq
+        self.health = health
+        self.partitions = partitions
+        self.interval_s = interval_s
+        self.log_retention_s = log_retention_s
+        self.deduper = deduper
+        self.slice_budget_s = slice_budget_s
+        self.stage_size = stage_size
+        self.gen = 0
+        self.epoch = os.urandom(8).hex()
+        self.want_full = True  # the first cut of a fresh store is full (it creates generation 1)
+        self.rewrite = False  # the store lost its data: rewrite ledger, log and ids with the next full cut
+        self.dirty_profiles: set[tuple[str, str]] = set()
+        self.dedup_blobs: deque[tuple[float, bytes]] = deque()
+        self._dedup_unsent: list[tuple[float, bytes]] = []
+        self._last_log: Any = None
+        self._last_cut_lsn = -1
+        self._last_globals: tuple[Any, ...] = ()
+        self._cut: _Cut | None = None
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+        # statistics
+        self.last_at: float | None = None  # monotonic time of the last commit
+        self.last_s: float | None = None
+        self.last_carts = 0
+        self.last_full = False
+        self.cuts = 0
+        self.failures = 0
+        self.max_slice_ms = 0.0
+        self.last_error: str | None = None
+        runtime.dirty = set()
+        runtime.on_dirty = self._on_dirty_event
+        health.on_up.append(self._wake.set)
 
-class FileStore:
-    """The embedded store: atomic snapshot files on local disk (``store = "file:DIR"``)."""
+    # ------------------------------------------------------------------ dirty marks
+    def _on_dirty_event(self, event: dict[str, Any]) -> None:
+        """An applied event without a cart (rare): a profile update marks its profile."""
+        if event.get("type") == "profile.updated":
+            ref = event.get("profile")
+            pid = ref.get("id") if isinstance(ref, dict) else None
+            if isinstance(pid, str):
+                self.mark_profile(event["store"], pid)
 
-    kind = "file"
+    def mark_profile(self, store: str, pid: str) -> None:
+        self.dirty_profiles.add((store, pid))
 
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-        self.path = self.directory / "snapshot.msgpack"
+    def dirty_count(self) -> int:
+        return len(self.runtime.dirty or ()) + len(self.dirty_profiles)
 
-    def describe(self) -> str:
-        return f"file:{self.directory}"
+    # ------------------------------------------------------------------ encoding
+    def _emit_cart(self, cut: _Cut, store: str, cart: str, actor: Any) -> None:
+        if actor is None:
+            if cut.full:
+                return  # a new generation starts empty: nothing to delete
+            value = None
+        else:
+            value = _packb(actor.to_state(), use_bin_type=True)
+            cut.n_carts += 1
+        name = f"{store}\0{cart}".encode()  # the field (engine.stores.base.cart_field), and its partition
+        part = _crc32(name) % self.partitions
+        out = cut.carts.get(part)
+        if out is None:
+            out = cut.carts[part] = []
+        out.append(name)  # flat [name, value, ...]: no tuple per cart for the collector to track
+        out.append(value)
+        cut.buffered += 1
+        if actor is not None and not cut.full:  # a full cut writes every profile anyway
+            pid = profile_id(actor)
+            if pid is not None:
+                self._emit_profile(cut, store, pid)
 
-    def _write(self, data: bytes) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(self.directory, os.O_RDONLY)
+    def _emit_profile(self, cut: _Cut, store: str, pid: str) -> None:
+        key = (store, pid)
+        if key in cut.profiles_done:
+            return
+        cut.profiles_done.add(key)
+        self._write_profile(cut, store, pid)
+
+    def _write_profile(self, cut: _Cut, store: str, pid: str) -> None:
+        value = self._profile_value(store, pid)
+        if value is None and cut.full:
+            return
+        name = f"{store}\0{pid}".encode()  # engine.stores.base.profile_field / profile_partition
+        part = _crc32(name, PROFILE_SEED) % self.partitions
+        out = cut.profiles.get(part)
+        if out is None:
+            out = cut.profiles[part] = []
+        out.append(name)
+        out.append(value)
+        cut.buffered += 1
+
+    def _profile_value(self, store: str, pid: str) -> bytes | None:
+        """A profile, packed: its ``to_state()``, or straight its packed record when the registry keeps
+        profiles as records (``actors.profiles.ProfileBook``; restore reads both shapes)."""
+        rules = self.registry.stores.get(store)
+        records = getattr(getattr(rules, "profiles", None), "_records", None)
+        if isinstance(records, dict):
+            record = records.get(pid)
+            return None if record is None else _RAW_PROFILE + record
+        profile = self.registry.profile(store, pid)
+        return None if profile is None else _packb(profile.to_state(), use_bin_type=True)
+
+    # -- copy-on-write hooks (installed on the runtime only while a cut is encoding)
+    def _cow_cart(self, store: str, cart: str) -> None:
+        cut = self._cut
+        if cut is None:
+            return
+        key = (store, cart)
+        registry = self.registry
+        if cut.full:
+            # The first change since the cut encodes the cart as it is (still its state at the cut),
+            # whether or not the main loop passed it already (then it is written twice, identically).
+            if key in cut.born:
+                return
+            actor = registry.cart(store, cart)
+            if actor is None:
+                cut.born.add(key)  # created after the cut: not part of it
+                return
+            if actor not in cut.cow:
+                cut.cow.add(actor)
+                self._emit_cart(cut, store, cart, actor)
+        else:
+            actor = registry.cart(store, cart)
+            if key in cut.pending:
+                cut.pending.discard(key)
+                self._emit_cart(cut, store, cart, actor)
+                return
+            if actor is None:
+                return
+        pid = profile_id(actor)
+        if pid is not None:
+            self._cow_profile(store, pid)
+
+    def _cow_profile(self, store: str, pid: str) -> None:
+        # Encoding a profile that turns out not to be part of the cut is harmless: its stored state is
+        # its state at the cut (it has not changed since it was last written).
+        cut = self._cut
+        if cut is None:
+            return
+        if cut.full:
+            done = cut.cow_profiles.get(store)
+            if done is None:
+                done = cut.cow_profiles[store] = set()
+            if pid not in done:
+                done.add(pid)
+                self._write_profile(cut, store, pid)
+        elif (store, pid) not in cut.profiles_done:
+            self._emit_profile(cut, store, pid)
+
+    def _before_event(self, event: dict[str, Any]) -> None:
+        store = event["store"]
+        cart = event.get("cart")
+        if isinstance(cart, str):
+            self._cow_cart(store, cart)
+        ref = event.get("profile")
+        if isinstance(ref, dict):
+            pid = ref.get("id")
+            if not isinstance(pid, str) or not pid:
+                pid = "~" + cart if isinstance(cart, str) else None  # an anonymous profile (actors.registry)
+            ref = pid
+        if isinstance(ref, str):
+            self._cow_profile(store, ref)
+
+    def _before_fire(self, actor: Any) -> None:
+        self._cow_cart(actor.store.id, actor.cart)
+
+    def _before_delivered(self, intent: Any) -> None:
+        self._cow_cart(intent.store, intent.cart)
+        if intent.profile:
+            self._cow_profile(intent.store, intent.profile)
+
+    def _hooks(self, on: bool) -> None:
+        runtime = self.runtime
+        runtime.before_event = self._before_event if on else None
+        runtime.before_fire = self._before_fire if on else None
+        runtime.before_delivered = self._before_delivered if on else None
+
+    # ------------------------------------------------------------------ the cut
+    def _take_cut(self, full: bool) -> _Cut:
+        """Synchronous: everything the cut needs from the live engine, in one loop turn."""
+        runtime = self.runtime
+        registry = self.registry
+        cut = _Cut(full, self.seq.lsn)
+        pending = runtime.dirty
+        runtime.dirty = set()
+        profiles, self.dirty_profiles = self.dirty_profiles, set()
+        if full:
+            cut.captured = list(registry)  # ~30 ms at 1 M carts: references only
+            cut.pending_profiles = profile_id_lists(registry)
+        else:
+            cut.pending = pending
+            cut.pending_profiles = profiles
+        now = runtime.clock.now()
+        stats = runtime.stats
+        cut.globals = self._globals_now()
+        credits = {sid: rules.credits for sid, rules in registry.stores.items() if rules.credits is not None}
+        metrics = dict(getattr(stats, "metrics", {}))
+        sends = {ch: dict(v) for ch, v in getattr(stats, "sends", {}).items()}
+        dedup_window = self.deduper.window_s if self.deduper is not None else 86400.0
+        cut.meta = {
+            "format": STORE_FORMAT, "gen": self.gen, "cut": cut.lsn, "at": now, "partitions": self.partitions,
+            "epoch": self.epoch, "credits": credits, "metrics": metrics, "sends": sends,
+            "log_keep_after": now - self.log_retention_s, "dedup_keep_after": now - dedup_window,
+            "written_at": wall_time(),
+        }
+        self._cut = cut
+        self._hooks(True)
+        return cut
+
+    def _log_since_cut(self, everything: bool) -> list[Any]:
+        msglog = self.runtime.msglog
+        if everything:
+            records = list(msglog)
+        else:
+            records = []
+            last = self._last_log
+            # MessageLog iterates oldest first; its deque walks back from the newest for free.
+            records_deque = getattr(msglog, "_records", None)
+            newest_first = reversed(records_deque) if records_deque is not None else reversed(list(msglog))
+            for record in newest_first:
+                if record is last:
+                    break
+                records.append(record)
+            records.reverse()
+        if records:
+            self._last_log = records[-1]
+        elif everything:
+            self._last_log = None
+        return [[getattr(r, f) for f in _LOG_FIELDS] for r in records]
+
+    def _dedup_since_cut(self, now: float, everything: bool) -> list[tuple[float, bytes]]:
+        deduper = self.deduper
+        if deduper is None:
+            return []
+        recent, deduper.recent = deduper.recent, []
+        if recent:
+            blob = (recent[-1][2], _packb(recent, use_bin_type=True))
+            self.dedup_blobs.append(blob)
+            self._dedup_unsent.append(blob)
+        keep_after = now - deduper.window_s
+        while self.dedup_blobs and self.dedup_blobs[0][0] < keep_after:
+            self.dedup_blobs.popleft()
+        if everything:
+            return list(self.dedup_blobs)
+        return list(self._dedup_unsent)
+
+    def _work(self, cut: _Cut) -> Any:
+        """One cart or profile encoded per step (a generator: the caller decides when to yield)."""
+        registry = self.registry
+        if cut.full:
+            cow = cut.cow
+            for actor in cut.captured:
+                if actor not in cow:
+                    self._emit_cart(cut, actor.store.id, actor.cart, actor)
+                yield
+            cut.captured = []
+            for store, pids in cut.pending_profiles:
+                cow_profiles = cut.cow_profiles.get(store, ())
+                for pid in pids:
+                    if pid not in cow_profiles:
+                        self._write_profile(cut, store, pid)
+                    yield
+        else:
+            pending = cut.pending
+            while pending:
+                store, cart = pending.pop()
+                self._emit_cart(cut, store, cart, registry.cart(store, cart))
+                yield
+            done = cut.profiles_done
+            for store, pid in cut.pending_profiles:
+                if (store, pid) not in done:
+                    self._emit_profile(cut, store, pid)
+                yield  # also when skipped: a million skips must not hold the loop either
+        cut.pending_profiles = ()
+
+    async def _encode(self, cut: _Cut) -> None:
+        """Encode the cut's carts and profiles in slices of about ``slice_budget_s``, yielding between.
+
+        A full cut on a store that can stage (Redis) hands finished chunks to the store while encoding
+        goes on: Redis stores them while Python encodes the next ones.
+        """
+        perf = time.perf_counter
+        budget_s = self.slice_budget_s
+        stage = getattr(self.store, "stage", None) if cut.full else None
+        staging: list[asyncio.Task[None]] = []
+        t0 = perf()
+        n = 0
         try:
-            os.fsync(fd)
+            for _ in self._work(cut):
+                n += 1
+                if n & 63 or perf() - t0 < budget_s:
+                    continue
+                self._slice_done(t0)
+                if stage is not None and cut.buffered >= self.stage_size:
+                    carts, profiles = cut.carts, cut.profiles
+                    cut.carts, cut.profiles, cut.buffered = {}, {}, 0
+                    staging.append(asyncio.get_running_loop().create_task(stage(self.gen, carts, profiles)))
+                    if len(staging) > 2:
+                        await staging.pop(0)  # back-pressure: at most a few chunks in flight
+                await asyncio.sleep(0)
+                t0 = perf()
+            self._slice_done(t0)
+            while staging:
+                await staging.pop(0)
         finally:
-            os.close(fd)
+            for task in staging:
+                task.cancel()
 
-    async def save(self, data: bytes) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._write, data)
+    def _slice_done(self, t0: float) -> float:
+        ms = (time.perf_counter() - t0) * 1000
+        self.max_slice_ms = max(self.max_slice_ms, ms)
+        return ms
 
-    def load(self) -> bytes | None:
+    # ------------------------------------------------------------------ one snapshot
+    async def snapshot(self, *, full: bool = False) -> float:
+        """Cut, encode and commit one snapshot; returns the seconds it took.
+
+        Args:
+            full: every cart (a new generation), not only the dirty ones.
+
+        Raises:
+            StoreError: the store refused it (the dirty marks are kept for the next attempt).
+        """
+        async with self._lock:
+            full = full or self.want_full or bool(getattr(self.store, "wants_full", lambda: False)())
+            if not full and len(self.runtime.dirty or ()) > max(100_000, len(self.registry) // 4):
+                full = True  # a new generation, staged chunk by chunk, instead of one huge transaction
+            if not full and self._unchanged():
+                self._idle_cut()
+                return 0.0
+            rewrite = self.rewrite
+            if full:
+                self.gen += 1
+            waiters, self._waiters = self._waiters, []
+            cut = self._take_cut(full)
+            t0 = time.perf_counter()
+            last_log = self._last_log
+            log_records: list[Any] = []
+            prune: dict[int, list[bytes]] = {}
+            try:
+                try:
+                    begin = getattr(self.store, "begin_full", None) if full else None
+                    if begin is not None:
+                        await begin(self.gen, rewrite)
+                    await self._encode(cut)
+                finally:
+                    self._hooks(False)
+                    self._cut = None
+                everything = full and (rewrite or self.store.kind == "file")
+                meta = cut.meta
+                meta["gen"] = self.gen
+                log_records = self._log_since_cut(everything)
+                dedup = self._dedup_since_cut(meta["at"], everything)
+                prune = self.ledger.prunable(cut.lsn) if self.ledger is not None else {}
+                write = SnapshotWrite(
+                    full=full, gen=self.gen, cut=cut.lsn, meta=meta, carts=cut.carts, profiles=cut.profiles,
+                    ledger_prune=prune, ledger_live=self.ledger.live if self.ledger is not None else None,
+                    rewrite=rewrite or (full and self.store.kind == "file"), log=log_records, dedup=dedup,
+                )
+                await self.store.commit(write)
+            except BaseException as exc:
+                self._last_log = last_log  # the next cut collects these records again
+                self._failed(cut, full, exc, waiters)
+                raise
+            self._dedup_unsent = []
+            self._last_cut_lsn = cut.lsn
+            self._last_globals = cut.globals
+            took = time.perf_counter() - t0
+            self.want_full = False
+            if rewrite:
+                self.rewrite = False
+            if self.ledger is not None:
+                self.ledger.forget(prune)
+            self.journal.covered_by_cut(cut.lsn)
+            if self.health.ok():
+                log.info("snapshot: store reachable again")
+            self.cuts += 1
+            self.last_at = time.monotonic()
+            self.last_s = took
+            self.last_carts = cut.n_carts
+            self.last_full = full
+            self.last_error = None
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+            if full:
+                log.info("snapshot: full, generation %d, %d carts, lsn %d, %.3f s", self.gen, cut.n_carts, cut.lsn, took)
+            return took
+
+    def _globals_now(self) -> tuple[Any, ...]:
+        registry = self.registry
+        stats = self.runtime.stats
+        credits = tuple((sid, rules.credits) for sid, rules in registry.stores.items() if rules.credits is not None)
+        return credits, tuple(getattr(stats, "metrics", {}).items())
+
+    def _unchanged(self) -> bool:
+        """Nothing to write since the last committed cut (then a cut would only add an empty delta)."""
+        if self.gen == 0 or self.rewrite or self.runtime.dirty or self.dirty_profiles:
+            return False
+        if self.seq.lsn != self._last_cut_lsn or self._dedup_unsent:
+            return False
+        if self.deduper is not None and self.deduper.recent:
+            return False
+        records = getattr(self.runtime.msglog, "_records", None)
+        newest = records[-1] if records else None
+        if newest is not self._last_log and (records is None or newest is not None):
+            return False
+        return self._globals_now() == self._last_globals
+
+    def _idle_cut(self) -> None:
+        """Nothing changed: everything accepted so far is already durable; answer the waiters."""
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self.last_at = time.monotonic()
+
+    def _failed(self, cut: _Cut, full: bool, exc: BaseException, waiters: list[asyncio.Future[None]]) -> None:
+        """A commit failed: put the cut's marks back so that the next cut writes them again."""
+        dirty = self.runtime.dirty
+        for flat in cut.carts.values():
+            for name in flat[::2]:
+                dirty.add(split_field(name))
+        dirty.update(cut.pending)
+        for flat in cut.profiles.values():
+            for name in flat[::2]:
+                self.dirty_profiles.add(split_field(name))
+        if full:
+            self.want_full = True
+            self.gen -= 1  # the generation was not committed; the next full cut reuses its number
+        self._waiters[:0] = [w for w in waiters if not w.done()]
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, StoreLost):
+            self.store_lost()
+        if isinstance(exc, StoreError):
+            self.health.down(exc, "snapshot")
+        if isinstance(exc, CorruptStore):
+            log.error("snapshot: %s", exc)
+
+    # ------------------------------------------------------------------ sync and the loop
+    async def sync(self, timeout_s: float) -> None:
+        """Return once a cut taken after this call is committed (the ``sync`` frame, snapshot mode).
+
+        Raises:
+            StoreError: not committed within ``timeout_s`` (names the store and the reason).
+        """
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._wake.set()
         try:
-            return self.path.read_bytes()
-        except FileNotFoundError:
-            return None
+            await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+        except TimeoutError:
+            reason = self.health.error or self.last_error or "no snapshot committed in time"
+            raise StoreUnavailable(f"not durable after {timeout_s:g} s: store {self.store.describe()}: {reason}") from None
 
-    async def close(self) -> None:
-        return None
+    def request_full(self) -> None:
+        """Make the next cut a full one (compaction, recovery after data loss)."""
+        self.want_full = True
+        self._wake.set()
+
+    def store_lost(self) -> None:
+        """The store answers without our data: the next cut is full and rewrites ledger, log and ids."""
+        if not self.rewrite:
+            log.error("store %s lost the engine's data (restarted without persistence?); writing a full "
+                      "snapshot and the ledger again", self.store.describe())
+        self.rewrite = True
+        self.want_full = True
+        self.journal.lost_store_data()
+        self._wake.set()
+
+    async def verify(self) -> bool:
+        """Probe the store: True when it answers (and if it lost our data, the next cut rewrites it)."""
+        if self.gen == 0:
+            return True
+        try:
+            intact = await self.store.intact(self.gen, self.epoch)
+        except StoreError as exc:
+            self.health.down(exc, "probe")
+            return False
+        if not intact:
+            self.store_lost()
+        return True
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="cartwheel-snapshots")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff_s = 0.25
+        while True:
+            if self.health.up and not self._waiters and not self.want_full:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.interval_s)
+                except TimeoutError:
+                    pass
+            # Down: probe with back-off (cheap), cut only once the store answers again.
+            if not self.health.up and not await self.verify():
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+                continue
+            try:
+                await self.snapshot()
+                backoff_s = 0.25
+            except StoreError as exc:
+                log.error("snapshot to %s failed: %s; retrying in %.1f s", self.store.describe(), exc, backoff_s)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+            except Exception as exc:  # a bug: report it, keep the engine running from memory
+                log.exception("snapshot failed")
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "generation": self.gen, "cuts": self.cuts, "failures": self.failures,
+            "last_carts": self.last_carts, "last_full": self.last_full,
+            "dirty": self.dirty_count(), "max_slice_ms": round(self.max_slice_ms, 3), "error": self.last_error,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Snapshotter gen={self.gen} cuts={self.cuts} dirty={self.dirty_count()} failures={self.failures}>"
 
 
-def open_store(spec: str, *, base: Path | None = None) -> FileStore:
-    """The store named by ``engine.store``. ``redis://`` comes with the persistence work (issue 6)."""
-    if spec.startswith("file:"):
-        path = Path(spec[len("file:"):] or "state")
-        if base is not None and not path.is_absolute():
-            path = base / path
-        return FileStore(path)
-    raise ValueError(f"engine.store: {spec.split(':', 1)[0]}:// stores are not available yet; use \"file:DIR\"")

@@ -1,0 +1,266 @@
+"""Restore: load the latest cut into an empty engine, then replay what came after it.
+
+Order (each step needs the one before):
+
+1. profiles, then carts (each cart re-arms its one timer: the wheel is rebuilt from every cart's next
+   deadline; the wheel starts at the cut's time so that replay can step through it), with progress
+   lines (carts per second, ETA) for large stores, the cyclic collector off meanwhile and
+   ``gc.freeze()`` after (DESIGN.md principle 4);
+2. the store counters (email credits), metrics and send counts, the message log and the ingest ids
+   (all as of the cut), the intent ledger;
+3. replay, in lsn order: journal batches (journal durability) and *late outcomes* (sends issued before
+   the cut whose outcome came after it). Before each item the timers due by its time fire, stepping from
+   deadline to deadline so that every actor sees the time its timer was due at — the same order the
+   original run had. Sends issued during replay meet the ledger: a completed key is not sent again (its
+   outcome goes to the actors), an uncertain one is reported;
+4. the caller then resolves what the ledger still holds pending (uncertain) or unsent, starts the
+   pools and the tick driver: timers that fell due while the engine was down fire at the first tick, in
+   due order.
+
+Errors name the key or file and the field (:class:`~engine.stores.base.CorruptStore`).
+"""
+from __future__ import annotations
+
+import gc
+import heapq
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from actors.effects import SCHEDULE, LogRecord
+from engine.intents import Entry
+from engine.stores.base import (
+    CorruptStore,
+    JournalBatch,
+    Loaded,
+    Sequence,
+    profile_state,
+)
+from engine.validate import Deduper
+from timing_wheel import TimingWheel
+
+__all__ = ["RestoreReport", "restore"]
+
+log = logging.getLogger("cartwheel.restore")
+
+_unpackb = msgpack.unpackb
+_LOG_FIELDS = LogRecord.__slots__
+
+
+@dataclass(slots=True)
+class RestoreReport:
+    """What a restore did (logged, and kept for ``stats``)."""
+
+    carts: int = 0
+    profiles: int = 0
+    journal_batches: int = 0
+    journal_events: int = 0
+    late_outcomes: int = 0
+    ledger_entries: int = 0
+    timers_fired: int = 0
+    load_s: float = 0.0
+    replay_s: float = 0.0
+    cut: int = 0
+    generation: int = 0
+
+
+class _Progress:
+    """Progress lines every ``every_s`` seconds: done/total, rate, ETA."""
+
+    def __init__(self, total: int, say: Callable[[str], None], every_s: float = 1.0) -> None:
+        self.total = total
+        self.say = say
+        self.every_s = every_s
+        self.t0 = time.perf_counter()
+        self.next_at = self.t0 + every_s
+
+    def tick(self, done: int) -> None:
+        now = time.perf_counter()
+        if now < self.next_at:
+            return
+        self.next_at = now + self.every_s
+        rate = done / max(now - self.t0, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        self.say(f"restore: {done:,}/{self.total:,} carts ({rate:,.0f} carts/s, ETA {eta:.1f} s)")
+
+
+def restore(loaded: Loaded, *, runtime: Any, ledger: Any, snapshotter: Any, seq: Sequence,
+            deduper: Deduper | None, partitions: int, progress: Callable[[str], None]) -> RestoreReport:
+    """Load ``loaded`` into the (empty) engine and replay; see the module docstring.
+
+    Raises:
+        CorruptStore: naming the key or file and the field at fault.
+    """
+    report = RestoreReport()
+    meta = loaded.meta
+    cut = meta["cut"]
+    at = float(meta.get("at") or 0.0)
+    report.cut = cut
+    report.generation = meta["gen"]
+    registry = runtime.registry
+    clock = runtime.clock
+    # The wheel starts at the cut's time: replay steps through it, past-due timers fire in order.
+    if len(runtime.wheel) == 0 and at > 0:
+        start_s = min(at, clock.now())
+        runtime.wheel = TimingWheel(runtime._tick_of(start_s), tick_s=runtime.tick_s)
+    if hasattr(clock, "set") and clock.now() < at:
+        clock.set(at)  # a manual clock resumes where the snapshot was taken
+    t0 = time.perf_counter()
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        _load_actors(loaded, registry, runtime, report, progress, at)
+        _load_globals(loaded, meta, runtime, snapshotter, deduper, report)
+        entries = []
+        for where, data in loaded.ledger:
+            entries.append(Entry.unpack(data, where=where, partitions=partitions))
+        ledger.load(entries, cut)
+        report.ledger_entries = len(entries)
+        top = max([cut] + [b.lsn for b in loaded.journal] + [max(e.issue_lsn, e.done_lsn) for e in entries])
+        seq.lsn = max(seq.lsn, top)
+        report.load_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        _replay(loaded, runtime, ledger, deduper, cut, report)
+        report.replay_s = time.perf_counter() - t1
+    finally:
+        if gc_was:
+            gc.enable()
+        gc.freeze()  # what was restored is long-lived: keep it out of the collector's generations
+    snapshotter.gen = meta["gen"]
+    snapshotter.epoch = meta["epoch"]
+    snapshotter.want_full = meta["partitions"] != partitions  # re-lay the keys out in the new partitions
+    return report
+
+
+def _load_actors(loaded: Loaded, registry: Any, runtime: Any, report: RestoreReport,
+                 progress: Callable[[str], None], at: float) -> None:
+    for where, items in loaded.profiles:
+        for name, value in items:
+            try:
+                store, state = profile_state(name, value)
+                registry.load_profile(store, state)
+            except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data naming the key
+                raise CorruptStore(f"{where} field {name[:80]!r}: not a cartwheel profile ({type(exc).__name__}: {exc})") from None
+            report.profiles += 1
+    total = loaded.cart_count()
+    meter = _Progress(total, progress)
+    # Re-arming goes straight to the wheel: load_cart returns one (SCHEDULE, actor, due, tag) per cart
+    # with a pending timer, and a restored actor has no timer yet to cancel.
+    schedule = runtime.wheel.schedule
+    tick_of = runtime._tick_of
+    load = registry.load_cart
+    done = 0
+    for where, items in loaded.carts:
+        for name, value in items:
+            try:
+                more = load(_unpackb(value, raw=False, strict_map_key=False))
+            except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data naming the key
+                raise CorruptStore(f"{where} field {name[:80]!r}: not a cartwheel cart ({type(exc).__name__}: {exc})") from None
+            if more:
+                for effect in more:
+                    if effect[0] == SCHEDULE:
+                        actor = effect[1]
+                        actor.timer = schedule(tick_of(effect[2]), actor, effect[3])
+                    else:
+                        runtime.apply_effects([effect], at)
+            done += 1
+            if done & 0x3FFF == 0:
+                meter.tick(done)
+    report.carts = done
+    if total >= 100_000:
+        took = time.perf_counter() - meter.t0
+        progress(f"restore: {done:,} carts loaded in {took:.2f} s ({done / max(took, 1e-9):,.0f} carts/s)")
+
+
+def _load_globals(loaded: Loaded, meta: dict[str, Any], runtime: Any, snapshotter: Any, deduper: Deduper | None,
+                  report: RestoreReport) -> None:
+    registry = runtime.registry
+    stats = runtime.stats
+    try:
+        for sid, credits in (meta.get("credits") or {}).items():
+            registry.rules(sid).credits = credits
+        metrics = getattr(stats, "metrics", None)
+        if metrics is not None:
+            for name, value in (meta.get("metrics") or {}).items():
+                metrics[name] = value
+        sends = getattr(stats, "sends", None)
+        if sends is not None:
+            for channel, outcomes in (meta.get("sends") or {}).items():
+                for outcome, n in outcomes.items():
+                    sends[channel][outcome] = n
+    except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data
+        raise CorruptStore(f"meta of generation {meta.get('gen')}: bad counters ({type(exc).__name__}: {exc})") from None
+    msglog = runtime.msglog
+    last = None
+    for record in loaded.log:
+        try:
+            last = LogRecord(**dict(zip(_LOG_FIELDS, record)))
+        except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data
+            raise CorruptStore(f"message log of generation {meta.get('gen')}: bad record ({exc})") from None
+        msglog.append(last)
+    msglog.expire(runtime.clock.now())
+    snapshotter._last_log = last  # what is loaded is stored already; the next cut starts after it
+    window_start = runtime.clock.now() - (deduper.window_s if deduper is not None else 0.0)
+    for blob_t, blob in loaded.dedup:
+        snapshotter.dedup_blobs.append((blob_t, blob))
+        if deduper is None or blob_t < window_start:
+            continue
+        try:
+            ids = _unpackb(blob, raw=False)
+        except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data
+            raise CorruptStore(f"event ids of generation {meta.get('gen')}: not msgpack ({exc})") from None
+        for store, event_id, t in ids:
+            if t >= window_start:
+                Deduper.seen(deduper, store, event_id, t)  # the base method: not recorded again
+
+
+def _replay(loaded: Loaded, runtime: Any, ledger: Any, deduper: Deduper | None, cut: int,
+            report: RestoreReport) -> None:
+    late = ledger.late_outcomes(cut)
+    # A batch split over partitions comes back as one piece per partition: join them, in event order.
+    batches: dict[int, JournalBatch] = {}
+    for piece in loaded.journal:
+        batch = batches.get(piece.lsn)
+        if batch is None:
+            batches[piece.lsn] = JournalBatch(piece.lsn, piece.now, list(piece.events))
+        else:
+            batch.events.extend(piece.events)
+    items: list[tuple[int, int, int, Any]] = []
+    for n, batch in enumerate(batches.values()):
+        batch.events.sort(key=lambda pair: pair[0])
+        items.append((batch.lsn, 0, n, batch))
+    items += [(e.done_lsn, 1, n, e) for n, e in enumerate(late)]
+    heapq.heapify(items)
+    tick_s = runtime.tick_s
+    wheel = runtime.wheel
+    apply = runtime.apply_event
+    seen = deduper.seen if deduper is not None else None
+    last_t = 0.0
+    while items:
+        _, kind, _, item = heapq.heappop(items)
+        t = item.now if kind == 0 else item.at
+        last_t = max(last_t, t)
+        # Fire what fell due before this item, deadline by deadline.
+        while True:
+            nxt = wheel.next_due()
+            if nxt is None or nxt * tick_s > t + 1e-9:
+                break
+            report.timers_fired += runtime.fire_due(max(nxt * tick_s, 0.0), limit=1 << 30)
+        if kind == 0:
+            report.journal_batches += 1
+            for _, event in item.events:
+                event_id = event.get("id")
+                if event_id is not None and seen is not None and seen(event["store"], event_id, item.now):
+                    continue
+                apply(event, item.now)
+                report.journal_events += 1
+        else:
+            report.late_outcomes += 1
+            ledger.deliver_late(item)
+    clock = runtime.clock
+    if hasattr(clock, "set") and clock.now() < last_t:
+        clock.set(last_t)  # a manual clock stands where the replayed history ends

@@ -1,0 +1,118 @@
+"""The send-intent ledger across restarts: completed keys never go twice, unknown outcomes are reported."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from tests.persistence.conftest import crash, engine_config, outbox_lines, start_engine
+from tests.persistence.helpers import HOUR, cart_event, feed
+
+
+def _keys(tmp_path: Path) -> Counter[str]:
+    return Counter(m["key"] for m in outbox_lines(tmp_path))
+
+
+async def test_a_completed_send_is_not_repeated_after_a_crash(store_url: str, tmp_path: Path, engines: list) -> None:
+    """Snapshot mode: the carts come back from before their sends; re-firing finds the keys done."""
+    config = engine_config(tmp_path, store_url)
+    a = await start_engine(engines, config, tmp_path)
+    for i in range(50):
+        await feed(a, cart_event(f"c{i}"))
+    await a.sync()  # the carts are durable, in state active
+    await a.runtime.advance_clock(2 * HOUR)  # 50 emails out; no snapshot since
+    assert len(_keys(tmp_path)) == 50
+    await crash(a)
+
+    b = await start_engine(engines, config, tmp_path)
+    assert all(c.state.value == "active" for c in b.registry)  # restored from before the sends
+    await b.runtime.advance_clock(2 * HOUR)  # the same steps fire again at their own times
+    keys = _keys(tmp_path)
+    assert len(keys) == 50 and max(keys.values()) == 1  # nothing twice
+    assert b.ledger.suppressed == 50
+    # the actors heard the stored outcomes: the send is credited, an order now is a recovery
+    sent = [r for r in b.runtime.msglog if r.outcome == "sent"]
+    assert len(sent) == 50
+    await feed(b, {"type": "order.completed", "store": "shop1", "cart": "c1", "order": "o1", "value": 30.0})
+    assert b.registry.cart("shop1", "c1").state.value == "recovered"
+    await b.runtime.advance_clock(3 * HOUR)  # the 4 h step is new: it goes out once
+    keys = _keys(tmp_path)
+    assert len(keys) == 99 and max(keys.values()) == 1
+
+
+async def test_unknown_outcomes_are_reported_and_skipped(store_url: str, tmp_path: Path, engines: list) -> None:
+    config = engine_config(tmp_path, store_url)
+    a = await start_engine(engines, config, tmp_path)
+    for i in range(20):
+        await feed(a, cart_event(f"c{i}"))
+    await a.sync()
+    a.pause_channel("email", True)  # intents are recorded, handed to the pool, and held there
+    await a.runtime.advance_clock(1.5 * HOUR)
+    await a.journal.flush()
+    assert a.ledger.statistics()["entries"] == 20
+    await crash(a)  # recorded, never marked done: the provider may or may not have been called
+    assert _keys(tmp_path) == Counter()
+
+    b = await start_engine(engines, config, tmp_path)
+    uncertain = [r for r in b.runtime.msglog if r.outcome == "uncertain"]
+    assert len(uncertain) == 20  # reported at restart
+    assert b.stats_document()["persistence"]["intents"]["uncertain"] == 20
+    assert b.stats.sends["email"]["uncertain"] == 20
+    await b.runtime.advance_clock(2 * HOUR)  # the restored carts reach the step again
+    assert _keys(tmp_path) == Counter()  # skip: never sent blindly
+    assert len([r for r in b.runtime.msglog if r.outcome == "uncertain"]) == 20  # reported once
+    # a second restart does not report them again
+    await b.stop()
+    c = await start_engine(engines, config, tmp_path)
+    assert c.ledger.uncertain == 0
+
+
+async def test_unknown_outcomes_are_sent_again_with_resend(store_url: str, tmp_path: Path, engines: list) -> None:
+    config = engine_config(tmp_path, store_url, channels={
+        "email": {"kind": "outbox", "dir": str(tmp_path / "outbox"), "on_uncertain": "resend"}})
+    a = await start_engine(engines, config, tmp_path)
+    for i in range(10):
+        await feed(a, cart_event(f"c{i}"))
+    await a.sync()  # the carts are durable (snapshot mode), their sends are not
+    a.pause_channel("email", True)
+    await a.runtime.advance_clock(1.5 * HOUR)
+    await a.journal.flush()
+    await crash(a)
+    b = await start_engine(engines, config, tmp_path)
+    assert b.ledger.uncertain == 10  # reported at restart
+    await b.runtime.advance_clock(2 * HOUR)  # sent again when the restored carts reach the step
+    keys = _keys(tmp_path)
+    assert len(keys) == 10 and max(keys.values()) == 1
+    assert b.ledger.uncertain == 10
+    assert len([r for r in b.runtime.msglog if r.outcome == "uncertain"]) == 10
+
+
+async def test_graceful_stop_with_queued_sends_sends_them_after_restart(store_url: str, tmp_path: Path, engines: list) -> None:
+    config = engine_config(tmp_path, store_url)
+    a = await start_engine(engines, config, tmp_path)
+    for i in range(15):
+        await feed(a, cart_event(f"c{i}"))
+    await a.sync()
+    a.pause_channel("email", True)
+    await a.runtime.advance_clock(1.5 * HOUR)
+    await a.stop()  # still queued: recorded as unsent, not as failed
+    assert _keys(tmp_path) == Counter()
+    assert not [r for r in a.runtime.msglog if r.outcome == "failed"]
+    b = await start_engine(engines, config, tmp_path)
+    await b.dispatcher.idle()
+    keys = _keys(tmp_path)
+    assert len(keys) == 15 and max(keys.values()) == 1
+    assert b.ledger.uncertain == 0
+
+
+async def test_ledger_entries_are_pruned_once_a_snapshot_covers_them(store_url: str, tmp_path: Path, engines: list) -> None:
+    config = engine_config(tmp_path, store_url)
+    a = await start_engine(engines, config, tmp_path)
+    for i in range(30):
+        await feed(a, cart_event(f"c{i}"))
+    await a.runtime.advance_clock(1.5 * HOUR)
+    assert a.ledger.statistics()["entries"] == 30
+    await a.snapshotter.snapshot()
+    assert a.ledger.statistics()["entries"] == 0
+    await a.stop()
+    b = await start_engine(engines, config, tmp_path)
+    assert b.restore_report.ledger_entries == 0

@@ -1,0 +1,110 @@
+"""Redis goes away mid-run: the engine keeps ingesting and sending from memory, says so, and catches up."""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from engine.stores import StoreError
+from tests.persistence.conftest import (
+    RedisServer,
+    async_wait_until,
+    crash,
+    engine_config,
+    outbox_lines,
+    start_engine,
+)
+from tests.persistence.helpers import HOUR, cart_event, feed, states
+
+
+async def test_outage_runs_from_memory_and_catches_up(redis_server: RedisServer, tmp_path: Path, engines: list) -> None:
+    config = engine_config(tmp_path, redis_server.url, sync_timeout="1s")
+    a = await start_engine(engines, config, tmp_path)
+    for i in range(100):
+        await feed(a, cart_event(f"c{i}"))
+    await a.sync()
+    redis_server.kill9()
+
+    for i in range(100, 150):  # ingest goes on
+        assert (await feed(a, cart_event(f"c{i}")))["accepted"] == 1
+    with pytest.raises(StoreError) as failed:
+        await a.sync()  # never claims durability it does not have
+    assert "not durable after 1 s" in str(failed.value) and redis_server.url in str(failed.value)
+    doc = a.stats_document()["persistence"]
+    assert doc["up"] is False and doc["error"]
+    assert a.snapshot_error  # what the admin `stats` (engine.stats.StatsView) reports as up: false
+
+    await a.runtime.advance_clock(1.5 * HOUR)  # sends go out from memory meanwhile
+    assert len(outbox_lines(tmp_path)) == 150
+    assert a.ledger.unrecorded == 150
+
+    redis_server.start()  # back, and empty: it had no persistence
+    await async_wait_until(lambda: a.health.up and not a.snapshotter.rewrite and a.snapshotter.last_full,
+                           deadline_s=20, what="the engine to rewrite the store")
+    await a.sync()
+    assert a.stats_document()["persistence"]["up"] is True
+    expected = states(a)
+    await crash(a)
+
+    b = await start_engine(engines, config, tmp_path)
+    assert states(b) == expected
+    assert b.restore_report.ledger_entries == 150 or b.restore_report.ledger_entries == 0  # pruned once covered
+    await b.runtime.advance_clock(1 * HOUR)
+    keys = Counter(m["key"] for m in outbox_lines(tmp_path))
+    assert max(keys.values()) == 1
+
+
+async def test_journal_replies_say_not_durable_during_an_outage(redis_server: RedisServer, tmp_path: Path,
+                                                               engines: list) -> None:
+    config = engine_config(tmp_path, redis_server.url, durability="journal", sync_timeout="1s")
+    a = await start_engine(engines, config, tmp_path)
+    await feed(a, cart_event("c0"))
+    redis_server.kill9()
+    reply = a.handler.handle(99, cart_event("c1"))
+    assert reply["accepted"] == 1  # applied in memory
+    wait = a.handler.barrier()
+    assert wait is not None
+    with pytest.raises(StoreError) as failed:
+        await asyncio.wait_for(wait, 10)
+    assert "not durable" in str(failed.value)
+    for i in range(2, 40):
+        a.handler.handle(100 + i, cart_event(f"c{i}"))
+        a.handler.barrier()
+    redis_server.start()
+    # the engine notices, rewrites the store, and then what was accepted meanwhile is durable
+    await async_wait_until(lambda: a.health.up and a.snapshotter.last_full and not a.snapshotter.rewrite,
+                           deadline_s=20, what="catch-up")
+    await a.sync()
+    await feed(a, cart_event("after"))
+    expected = states(a)
+    await crash(a)
+    b = await start_engine(engines, config, tmp_path)
+    assert states(b) == expected
+    assert b.registry.cart("shop1", "c39") is not None and b.registry.cart("shop1", "after") is not None
+
+
+async def test_ingest_sync_frame_fails_clearly(redis_server: RedisServer, tmp_path: Path, engines: list) -> None:
+    """Over the wire: the sync reply during an outage is synced: false with the reason."""
+    import msgpack
+
+    config = engine_config(tmp_path, redis_server.url, sync_timeout="1s")
+    a = await start_engine(engines, config, tmp_path)
+    host, port = a.ingest.tcp_address
+    reader, writer = await asyncio.open_connection(host, port)
+    redis_server.kill9()
+    writer.write(msgpack.packb(cart_event("c1")) + msgpack.packb({"type": "sync"}) + msgpack.packb(cart_event("c2")))
+    await writer.drain()
+    unpacker = msgpack.Unpacker(raw=False)
+    replies: list = []
+    while len(replies) < 3:
+        data = await asyncio.wait_for(reader.read(65536), 10)
+        assert data
+        unpacker.feed(data)
+        replies.extend(unpacker)
+    assert replies[0]["accepted"] == 1
+    assert replies[1]["synced"] is False and "not durable" in replies[1]["error"]
+    assert replies[2]["seq"] == 3 and replies[2]["accepted"] == 1
+    writer.close()
+    redis_server.start()
