@@ -301,14 +301,11 @@ class Engine:
         return doc
 
     def stats_document(self) -> dict[str, Any]:
-        doc = self.stats.snapshot()
-        doc["carts"] = {k: v for k, v in self.registry.carts_by_state().items()}
-        doc["timers"] = len(self.runtime.wheel)
-        doc["clock"] = {"now": self.clock.now(), "kind": self.clock.kind}
-        doc["persistence"] = self.persistence_document()
-        doc["channels"] = self.channels_document()
-        doc["uptime_s"] = round(monotonic() - self.started_at, 3)
-        return doc
+        """The admin ``stats`` document (one builder: :class:`engine.stats.StatsView`)."""
+        from engine.stats import StatsView
+
+        view = getattr(self.ops, "view", None) or StatsView(self)
+        return view.document()
 
     def channels_document(self) -> dict[str, Any]:
         if self.dispatcher is None or not hasattr(self.dispatcher, "describe"):

@@ -86,7 +86,13 @@ async def _run_engine(config_path: str | None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await engine.start()
+    from engine.stores.base import StoreError
+
+    try:
+        await engine.start()
+    except StoreError as exc:  # unreadable or foreign data: say which key, never a traceback loop
+        print(f"cartwheel: cannot start: {exc}", file=sys.stderr)
+        return 3
     print(f"cartwheel: running (ingest {engine.ingest.tcp_address or '-'} {engine.ingest.unix_path or ''}, "
           f"admin {engine.ops.admin_path if engine.ops else '-'}, store {engine.store.describe()}); Ctrl-C stops", flush=True)
     await stop.wait()

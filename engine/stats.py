@@ -359,6 +359,9 @@ class StatsView:
 
     def persistence(self) -> dict[str, Any]:
         engine = self.engine
+        full = getattr(engine, "persistence_document", None)
+        if full is not None:  # the engine's own view: store up/down, cuts, journal and ledger figures
+            return full()
         last = engine.last_snapshot_at
         error = engine.snapshot_error
         return {
