@@ -99,6 +99,7 @@ _EPS_S = 1e-6
 ACTIVE, ABANDONED, RECOVERING = CartState.ACTIVE, CartState.ABANDONED, CartState.RECOVERING
 RECOVERED, CONVERTED, EXPIRED, CLEARED = CartState.RECOVERED, CartState.CONVERTED, CartState.EXPIRED, CartState.CLEARED
 _IN_RUN = IN_RUN
+_STATE_OF: dict[str, CartState] = {s.value: s for s in CartState}
 
 #: Timer tags (informational: the cart's state says what a firing means).
 TAG_IDLE = 1  #: inactivity check of an active cart
@@ -450,7 +451,7 @@ class CartActor:
         _, cart, profile, blob, state_name, flags, seen, due, run, step, since, held, touch = state
         actor = cls(store, cart, profile, seen)
         actor.blob = blob
-        actor.state = CartState(state_name)
+        actor.state = _STATE_OF[state_name]  # a dict lookup: CartState(value) costs ~1.5 µs per cart
         actor.flags = flags
         actor.due = due
         actor.run = run
