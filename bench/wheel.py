@@ -106,18 +106,26 @@ def _measure_manual(impl: str, n: int, ops: int) -> list[Row]:
     advance = sched.advance
     fired = 0
     t0 = time.perf_counter()
-    for j in range(ops):
-        i = picks[j]
-        if j % 10 < 8 and move is not None:
-            if not move(handles[i], redues[j] + (now - START_TICK)):
-                handles[i] = schedule(redues[j] + (now - START_TICK), keys[i], 1)
+    for start in range(0, ops, 1000):  # each 1 000 ops: 800 moves, 200 cancel + schedule, one tick
+        off = now - START_TICK
+        split = min(start + 800, ops)
+        if move is not None:
+            for j in range(start, split):
+                i = picks[j]
+                if not move(handles[i], redues[j] + off):  # it fired meanwhile: arm it again
+                    handles[i] = schedule(redues[j] + off, keys[i], 1)
         else:
+            for j in range(start, split):
+                i = picks[j]
+                cancel(handles[i])
+                handles[i] = schedule(redues[j] + off, keys[i], 1)
+        for j in range(split, min(start + 1000, ops)):
+            i = picks[j]
             cancel(handles[i])
-            handles[i] = schedule(redues[j] + (now - START_TICK), keys[i], 1)
-        if j % 1000 == 999:
-            now += 1
-            for key, _tag in advance(now):
-                fired += 1
+            handles[i] = schedule(redues[j] + off, keys[i], 2)
+        now += 1
+        for _key, _tag in advance(now):
+            fired += 1
     t1 = time.perf_counter()
     rows.append(_row(impl, n, "mixed", ops / (t1 - t0), "ops/s"))
 
