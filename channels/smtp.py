@@ -23,13 +23,19 @@ connection lost / timeout during DATA      uncertain: the server may have queued
 =========================================  ====================================================
 
 TLS: ``tls = true`` connects over implicit TLS (port 465); ``starttls = true`` upgrades a plain
-connection (port 587). Credentials are used when ``username`` is set.
+connection (port 587). The server's certificate is verified (chain and host name) against the system
+trust store, or against the CA certificates in ``ca_file`` (a PEM bundle) for a private CA or a
+self-signed certificate. Credentials are used when ``username`` is set (AUTH after TLS); refused
+credentials are a permanent failure whose detail carries the server's reply, never the password.
+A certificate that fails verification is a transient failure naming the problem.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
 import logging
+import os
+import ssl
 from dataclasses import dataclass
 
 import aiosmtplib
@@ -57,6 +63,8 @@ class SmtpOptions:
     tls: bool = False
     starttls: bool = False
     validate_certs: bool = True
+    #: PEM bundle of CA certificates to trust for the server's certificate; None: the system store
+    ca_file: str | None = None
     from_addr: str = "cartwheel@localhost"
     helo: str = "localhost"
     max_messages_per_connection: int = 100
@@ -76,6 +84,20 @@ class SmtpOptions:
         password = r.str("password", None, secret=True)
         if username and password is None:
             raise r.error("password", "a password when username is set", None, show=False)
+        validate_certs = r.bool("validate_certs", True)
+        ca_file = r.str("ca_file", None, hint="a path to a PEM file of CA certificates")
+        if ca_file is not None:
+            ca_file = os.path.expanduser(ca_file)
+            if not (tls or starttls):
+                raise r.error("ca_file", "to be set only with tls = true or starttls = true", ca_file)
+            if not validate_certs:
+                raise r.error("validate_certs", "true when ca_file is set", validate_certs)
+            if not os.path.isfile(ca_file):
+                raise r.error("ca_file", "a path to an existing PEM file of CA certificates (no such file)", ca_file)
+            try:
+                ssl.create_default_context(cafile=ca_file)
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise r.error("ca_file", f"a readable PEM file of CA certificates ({exc})", ca_file) from None
         return cls(
             host=r.str("host", "127.0.0.1") or "127.0.0.1",
             port=r.int("port", 465 if tls else 25, minimum=1, maximum=65535),
@@ -83,11 +105,33 @@ class SmtpOptions:
             password=password,
             tls=tls,
             starttls=starttls,
-            validate_certs=r.bool("validate_certs", True),
+            validate_certs=validate_certs,
+            ca_file=ca_file,
             from_addr=from_addr,
             helo=r.str("helo", "localhost") or "localhost",
             max_messages_per_connection=r.int("max_messages_per_connection", 100, minimum=1),
         )
+
+
+def _tls_context(o: SmtpOptions) -> ssl.SSLContext:
+    """The client TLS context: verifies the chain (system store, or ``ca_file``) and the host name."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=o.ca_file)
+    if not o.validate_certs:  # the explicit ``validate_certs = false`` opt-out; not with ca_file
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error behind ``exc`` (aiosmtplib wraps implicit-TLS ones)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class _Connection:
@@ -119,6 +163,8 @@ class SmtpSender:
         self.renderer = renderer
         self.timeout_s = timeout_s
         self.pool_size = pool_size
+        #: built once (the trust store is read once, not per connection); None without TLS
+        self._tls_context = _tls_context(options) if options.tls or options.starttls else None
         self._idle: list[_Connection] = []
         self._open = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -165,6 +211,7 @@ class SmtpSender:
             use_tls=o.tls,
             start_tls=o.starttls,
             validate_certs=o.validate_certs,
+            tls_context=self._tls_context,
             local_hostname=o.helo,
             timeout=self.timeout_s,
         )
@@ -232,6 +279,11 @@ class SmtpSender:
             except aiosmtplib.SMTPResponseException as exc:
                 return DeliveryResult.transient(f"smtp connect: {exc.code} {exc.message}", provider_status=str(exc.code))
             except (aiosmtplib.SMTPException, OSError) as exc:
+                cert_error = _cert_error(exc)
+                if cert_error is not None:
+                    return DeliveryResult.transient(
+                        f"smtp tls: certificate verification failed: {cert_error.verify_message or cert_error}"
+                    )
                 return DeliveryResult.transient(f"smtp connect failed: {exc}")
             result, healthy, stale = await self._transaction(conn, envelope_from, message, data)
             self._release(conn, healthy)
