@@ -215,7 +215,12 @@ class SmtpSender:
             local_hostname=o.helo,
             timeout=self.timeout_s,
         )
-        await client.connect()
+        try:
+            await client.connect()
+        except BaseException:
+            # A refused certificate, STARTTLS or login can leave aiosmtplib's transport open.
+            client.close()
+            raise
         self.connections_opened += 1
         return _Connection(client)
 
