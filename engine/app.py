@@ -30,7 +30,7 @@ from typing import Any
 from actors.flows import flows_from_config
 from actors.registry import Registry
 from actors.stores import parse_store
-from engine.clock import Clock, clock_from_spec, monotonic
+from engine.clock import Clock, ManualClock, clock_from_spec, monotonic
 from engine.config import Config
 from engine.ingest import FrameHandler, IngestServer
 from engine.intents import IntentLedger
@@ -131,11 +131,17 @@ class Engine:
             max_batch=settings.max_batch, barrier=self.journal.barrier if self.journaling else None,
         )
         self.ingest = IngestServer(self.handler, self.stats, max_frame_bytes=settings.max_frame_bytes)
+        if not isinstance(self.clock, ManualClock):  # a manual clock's timers fire only on `clock advance`
+            self.ingest.between_slices = self._fire_between_slices
         self.ops: OpsEndpoints | None = None
         self.started_at = monotonic()
         self.restoring = False
         self.restore_report: RestoreReport | None = None
         self._stopped = asyncio.Event()
+
+    def _fire_between_slices(self) -> None:
+        """Fire what is due between two slices of a busy connection's frames (fairness)."""
+        self.runtime.fire_due(self.clock.now())
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:

@@ -221,7 +221,11 @@ class IngestProtocol(asyncio.Protocol):
                 return
         self._write_replies(out)
         if budget <= 0 and self.transport is not None and not self.closed:
-            # Frames may remain buffered: let the rest of the loop run, then continue.
+            # Frames may remain buffered: let the rest of the loop run, then continue. Timers that fell
+            # due meanwhile fire first, so a saturated ingest never starves the tick driver.
+            between = self.server.between_slices
+            if between is not None:
+                between()
             self.over_budget = True
             self.transport.pause_reading()
             asyncio.get_running_loop().call_soon(self._continue)
@@ -332,6 +336,8 @@ class IngestServer:
         self.tasks: set[asyncio.Task[None]] = set()
         self.servers: list[asyncio.AbstractServer] = []
         self.paused = False
+        #: called when a connection has used its per-turn budget (the engine fires due timers here)
+        self.between_slices: Callable[[], Any] | None = None
         self.unix_path: str | None = None
         self.tcp_address: tuple[str, int] | None = None
 
