@@ -137,6 +137,7 @@ class Shop:
 async def _demo(shoppers: int, speed: float, hours: float, seed: int, directory: Path) -> int:
     from engine.app import Engine
 
+    directory = directory.resolve()  # the engine resolves relative paths against its own base dir
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)

@@ -68,9 +68,10 @@ async def test_send_reports_an_engine_that_is_not_running(tmp_path: Path) -> Non
 
 
 async def test_demo_runs_a_small_shop_to_a_summary(tmp_path: Path) -> None:
+    # a relative --dir, as `make demo` uses (run/demo), resolved against the working directory
     proc = await asyncio.create_subprocess_exec(
-        EXE, "demo", "--shoppers", "150", "--speed", "40000", "--hours", "50", "--dir", str(tmp_path / "demo"),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        EXE, "demo", "--shoppers", "150", "--speed", "40000", "--hours", "50", "--dir", "demo",
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     text = out.decode()
     assert proc.returncode == 0, err.decode()[-2000:]
