@@ -40,6 +40,8 @@ _perf = time.perf_counter
 
 #: events handled per connection per loop turn before it yields (fairness with the tick driver)
 EVENTS_PER_TURN = 2000
+#: the longest a connection's frames hold the loop before it yields (seconds): timers fire in between
+SLICE_S = 0.005
 
 
 class FrameHandler:
@@ -180,7 +182,7 @@ class IngestProtocol(asyncio.Protocol):
         self._process()
 
     def _process(self) -> None:
-        """Handle buffered frames, at most ``EVENTS_PER_TURN`` events' worth per loop turn.
+        """Handle buffered frames, at most ``EVENTS_PER_TURN`` events or ``SLICE_S`` seconds per loop turn.
 
         Fairness: one read can hold thousands of events, and many connections can be readable in the
         same loop turn; without a budget the tick driver (and the timers it fires) would wait for all
@@ -193,6 +195,7 @@ class IngestProtocol(asyncio.Protocol):
         barrier = handler.barrier
         out: list[bytes] = []
         budget = EVENTS_PER_TURN
+        deadline = _perf() + SLICE_S
         while budget > 0:
             try:
                 frame = next(unpacker)
@@ -209,6 +212,8 @@ class IngestProtocol(asyncio.Protocol):
                 self._sync(self.seq)
                 continue
             budget -= len(frame) if type(frame) is list else 1
+            if _perf() > deadline:
+                budget = 0  # this frame is the slice's last
             reply = handler.handle(self.seq, frame)
             wait = barrier() if barrier is not None else None
             if wait is None:
