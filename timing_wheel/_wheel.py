@@ -410,8 +410,27 @@ class TimingWheel:
         sentinel = (level << SLOT_BITS) | slot
         occ[level] &= ~(1 << slot)
         now = self._now
-        level_of, shift_of = _LEVEL_OF_BITS, _SHIFT_OF_LEVEL
         i = nxt[sentinel]
+        if level == 1:
+            # The common case (timers due within 1.8 h of 100 ms ticks sit on level 1): every timer
+            # lands on level 0 in slot ``due & 255``, so skip the level arithmetic.
+            bits = 0
+            while i != sentinel:
+                following = nxt[i]
+                s = due[i] & _MASK
+                target = _SENTINEL[s]
+                bits |= 1 << s
+                tail = prv[target]
+                nxt[tail] = i
+                prv[i] = tail
+                nxt[i] = target
+                prv[target] = i
+                i = following
+            occ[0] |= bits
+            nxt[sentinel] = sentinel
+            prv[sentinel] = sentinel
+            return
+        level_of, shift_of = _LEVEL_OF_BITS, _SHIFT_OF_LEVEL
         while i != sentinel:
             following = nxt[i]
             d = due[i]
