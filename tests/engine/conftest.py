@@ -38,10 +38,16 @@ def engine_config(tmp_path: Path, *, stores: dict[str, Any] | None = None, env: 
     }, source="test", env=env or {})
 
 
+async def start_engine(config: Any, tmp_path: Path, *, manual: bool = True) -> Engine:
+    """A started in-process engine (on a manual clock at START unless ``manual`` is False)."""
+    engine = Engine(config, clock=ManualClock(START) if manual else None, base_dir=tmp_path)
+    await engine.start()
+    return engine
+
+
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
-    eng = Engine(engine_config(tmp_path), clock=ManualClock(START), base_dir=tmp_path)
-    await eng.start()
+    eng = await start_engine(engine_config(tmp_path), tmp_path)
     try:
         yield eng
     finally:

@@ -16,9 +16,9 @@ import msgpack
 import pytest
 
 from engine.app import Engine
-from engine.clock import ManualClock, parse_time
+from engine.clock import parse_time
 from engine.config import Config
-from tests.engine.conftest import engine_config
+from tests.engine.conftest import engine_config, start_engine
 
 START = parse_time("2026-03-06T10:00:00Z")  # a Friday, 10:00 UTC
 HOUR = 3600.0
@@ -34,12 +34,6 @@ def ops_config(tmp_path: Path, *, env: dict[str, str] | None = None, **engine: A
         stores={"shop1": {"name": "Acme", "timezone": "UTC"}, "shop2": {"name": "Bolt", "timezone": "UTC", "credits": 5}},
         **engine,
     )
-
-
-async def start_engine(config: Config, tmp_path: Path, *, manual: bool = True) -> Engine:
-    engine = Engine(config, clock=ManualClock(START) if manual else None, base_dir=tmp_path)
-    await engine.start()
-    return engine
 
 
 @pytest.fixture
