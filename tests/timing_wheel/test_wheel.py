@@ -311,3 +311,40 @@ def test_reschedule_can_change_the_tag() -> None:
     h = wheel.schedule(5, "a", 1)
     assert wheel.reschedule(h, 7, 2)
     assert list(wheel.advance(10)) == [("a", 2)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(start=st.integers(0, 10**9), before=st.lists(st.integers(-5, 5000), max_size=40),
+       cancel=st.lists(st.integers(0, 39), max_size=20), dues=st.lists(st.integers(-5, 10**7), max_size=80))
+def test_schedule_many_is_schedule_in_a_loop(start: int, before: list[int], cancel: list[int], dues: list[int]) -> None:
+    """Same handles' behaviour, same firing order, free indices reused: against a wheel fed one by one."""
+    one, many = TimingWheel(start), TimingWheel(start)
+    for wheel in (one, many):
+        handles = [wheel.schedule(max(0, start + d), ("old", i), 0) for i, d in enumerate(before)]
+        for c in cancel:  # leaves recycled indices on the free list
+            if handles:
+                wheel.cancel(handles[c % len(handles)])
+    ticks = [max(0, start + d) for d in dues]
+    keys = [("new", i) for i in range(len(dues))]
+    tags = [i % 3 for i in range(len(dues))]
+    singles = [one.schedule(t, k, g) for t, k, g in zip(ticks, keys, tags)]
+    bulk = many.schedule_many(ticks, keys, tags)
+    assert len(bulk) == len(singles) and len(one) == len(many)
+    for i in range(0, len(bulk), 3):  # the handles cancel what they name
+        assert one.cancel(singles[i]) and many.cancel(bulk[i])
+        assert not many.cancel(bulk[i])
+    end = start + 10**7 + 10
+    assert one.expire(end) == many.expire(end)
+    assert len(many) == 0
+
+
+def test_schedule_many_refuses_bad_input_before_arming() -> None:
+    wheel = TimingWheel(100)
+    with pytest.raises(ValueError, match="key must not be None"):
+        wheel.schedule_many([101, 102], ["a", None], [0, 0])
+    with pytest.raises(ValueError, match="2 ticks, 1 keys"):
+        wheel.schedule_many([101, 102], ["a"], [0])
+    assert len(wheel) == 0 and wheel.next_due() is None
+    with pytest.raises(TypeError):
+        wheel.schedule_many([101, "x"], ["a", "b"], [0, 0])  # type: ignore[list-item]
+    assert len(wheel) == 1 and wheel.expire(200) == ["a", 0]  # the timer before the bad tick is armed
