@@ -7,7 +7,7 @@ consent set to false) therefore stops that channel for all of the shopper's cart
 visiting them.
 
 Storage (DESIGN.md principle 4). A :class:`ProfileBook` per store maps id -> one packed msgpack record
-``[email, phone, push, locale, timezone, consent, invalid, refs, caps]``. A record is one ``bytes``: no
+``[refs, email, phone, push, locale, timezone, consent, invalid, caps]``. A record is one ``bytes``: no
 per-profile Python object, nothing for the cyclic garbage collector to traverse (measured: a slotted
 profile object plus its packed contact cost ~96 bytes more per profile than the record alone). A
 :class:`Profile` is the unpacked *value* of a record, built on demand (a send, an update, the admin) and
@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 import msgpack
 
-__all__ = ["Profile", "ProfileBook", "CONSENT_BITS", "CONTACT_FIELDS"]
+__all__ = ["Profile", "ProfileBook", "CONSENT_BITS", "CONTACT_FIELDS", "record_refs", "with_refs"]
 
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
@@ -40,7 +40,9 @@ _unpackb = msgpack.unpackb
 CONSENT_BITS: dict[str, int] = {"email": 1, "push": 2, "whatsapp": 4, "sms": 8, "webhook": 16}
 #: the contact fields of a profile map, in record order
 CONTACT_FIELDS = ("email", "phone", "push", "locale", "timezone")
-_CONSENT, _INVALID, _REFS, _CAPS = 5, 6, 7, 8  # record positions after the contact fields
+#: record positions: ``refs`` first, so that a restore reads it from the packed bytes without unpacking
+#: (:func:`record_refs`), then the contact fields from :data:`_CONTACT0`, then these
+_REFS, _CONTACT0, _CONSENT, _INVALID, _CAPS = 0, 1, 6, 7, 8
 # which contact field each channel uses, and which invalid bits a changed field clears
 _FIELD_OF = {"email": "email", "push": "push", "whatsapp": "phone", "sms": "phone"}
 _CLEARS = (1, 4 | 8, 2, 0, 0)  # email, phone (sms + whatsapp), push, locale, timezone
@@ -49,6 +51,23 @@ _INVALID_REASON = {
     "email": "email address marked undeliverable", "push": "push token marked invalid",
     "whatsapp": "phone number marked undeliverable on whatsapp", "sms": "phone number marked undeliverable by sms",
 }
+
+
+def record_refs(record: bytes) -> int:
+    """The ``refs`` of a packed record, read from its bytes when it is small (the common case).
+
+    A record is a 9-element msgpack array (``0x99``) whose first element is ``refs``: a positive fixint
+    (one byte under 128) needs no unpacking.
+    """
+    first = record[1]
+    return first if first < 0x80 else _unpackb(record)[_REFS]
+
+
+def with_refs(record: bytes, refs: int) -> bytes:
+    """``record`` with its ``refs`` set to ``refs``."""
+    fields = _unpackb(record)
+    fields[_REFS] = refs
+    return _packb(fields)
 
 
 def _merge(record: list[Any], data: Mapping[str, Any]) -> bool:
@@ -63,8 +82,8 @@ def _merge(record: list[Any], data: Mapping[str, Any]) -> bool:
             value = data[name]
             if value == "":
                 value = None
-            if value != record[i]:
-                record[i] = value
+            if value != record[_CONTACT0 + i]:
+                record[_CONTACT0 + i] = value
                 record[_INVALID] &= ~_CLEARS[i]
                 changed = True
     consent = data.get("consent")
@@ -110,14 +129,14 @@ class Profile:
     def _record(self) -> list[Any]:
         caps = None if not self.caps else [[ch, at, cart] for ch, (at, cart) in self.caps.items()]
         return [
-            self.email, self.phone, self.push, self.locale, self.timezone, self.consent, self.invalid, self.refs, caps,
+            self.refs, self.email, self.phone, self.push, self.locale, self.timezone, self.consent, self.invalid, caps,
         ]
 
     @classmethod
     def _from_record(cls, pid: str, record: list[Any]) -> Profile:
         profile = cls(pid)
-        (profile.email, profile.phone, profile.push, profile.locale, profile.timezone, profile.consent,
-         profile.invalid, profile.refs, caps) = record
+        (profile.refs, profile.email, profile.phone, profile.push, profile.locale, profile.timezone,
+         profile.consent, profile.invalid, caps) = record
         profile.caps = None if not caps else {ch: (at, cart) for ch, at, cart in caps}
         return profile
 
@@ -126,8 +145,8 @@ class Profile:
         record = self._record()
         if not _merge(record, data):
             return False
-        (self.email, self.phone, self.push, self.locale, self.timezone, self.consent, self.invalid,
-         self.refs) = record[:_CAPS]
+        (self.refs, self.email, self.phone, self.push, self.locale, self.timezone, self.consent,
+         self.invalid) = record[:_CAPS]
         return True
 
     # ------------------------------------------------------------------ reaching the shopper
@@ -195,12 +214,13 @@ class Profile:
     # ------------------------------------------------------------------ snapshots
     def to_state(self) -> list[Any]:
         """Plain, msgpack-able values: ``[id, email, phone, push, locale, timezone, consent, invalid, refs, caps]``."""
-        return [self.id, *self._record()]
+        r = self._record()
+        return [self.id, *r[_CONTACT0:_CAPS], r[_REFS], r[_CAPS]]
 
     @classmethod
     def from_state(cls, state: list[Any] | tuple[Any, ...]) -> Profile:
         """Rebuild a profile from :meth:`to_state`."""
-        return cls._from_record(state[0], list(state[1:]))
+        return cls._from_record(state[0], [state[8], *state[1:8], state[9]])
 
     def __repr__(self) -> str:
         consents = ",".join(ch for ch, bit in CONSENT_BITS.items() if self.consent & bit) or "none"
@@ -249,7 +269,7 @@ class ProfileBook:
         records = self._records
         record = records.get(pid)
         if record is None:
-            fields: list[Any] = [None, None, None, None, None, 0, 0, 0, None]
+            fields: list[Any] = [0, None, None, None, None, None, 0, 0, None]
             if data is not None:
                 _merge(fields, data)
             records[pid] = _packb(fields)

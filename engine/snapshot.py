@@ -50,7 +50,9 @@ import msgpack
 
 from actors.effects import LogRecord
 from engine.clock import wall_time
+from actors.bulk import cart_row
 from engine.stores.base import (
+    CHUNK_PREFIX,
     PROFILE_SEED,
     STORE_FORMAT,
     CorruptStore,
@@ -117,7 +119,9 @@ class _Cut:
         "born",
         "buffered",
         "captured",
+        "cart_rows",
         "carts",
+        "chunks",
         "cow",
         "cow_profiles",
         "full",
@@ -127,6 +131,7 @@ class _Cut:
         "n_carts",
         "pending",
         "pending_profiles",
+        "profile_rows",
         "profiles",
         "profiles_done",
         "started",
@@ -145,6 +150,10 @@ class _Cut:
         self.profiles_done: set[tuple[str, str]] = set()
         self.carts: dict[int, list[Any]] = {}  # partition -> [name, value, name, value, ...]
         self.profiles: dict[int, list[Any]] = {}
+        #: full cut: (partition, store) -> chunk fields not packed yet (actors.bulk), sealed by _seal
+        self.cart_rows: dict[tuple[int, str], list[Any]] = {}
+        self.profile_rows: dict[tuple[int, str], list[Any]] = {}
+        self.chunks = 0  # chunk fields sealed so far (their names are b"\0" + the number)
         self.meta: dict[str, Any] = {}
         self.started = time.perf_counter()
         self.n_carts = 0
@@ -231,22 +240,30 @@ class Snapshotter:
 
     # ------------------------------------------------------------------ encoding
     def _emit_cart(self, cut: _Cut, store: str, cart: str, actor: Any) -> None:
-        if actor is None:
-            if cut.full:
+        name = f"{store}\0{cart}".encode()  # the field (engine.stores.base.cart_field), and its partition
+        part = _crc32(name) % self.partitions
+        if cut.full:
+            if actor is None:
                 return  # a new generation starts empty: nothing to delete
+            rows = cut.cart_rows.get((part, store))
+            if rows is None:
+                rows = cut.cart_rows[(part, store)] = []
+            cart_row(actor, rows)
+            cut.n_carts += 1
+            cut.buffered += 1
+            return  # a full cut writes every profile anyway
+        if actor is None:
             value = None
         else:
             value = _packb(actor.to_state(), use_bin_type=True)
             cut.n_carts += 1
-        name = f"{store}\0{cart}".encode()  # the field (engine.stores.base.cart_field), and its partition
-        part = _crc32(name) % self.partitions
         out = cut.carts.get(part)
         if out is None:
             out = cut.carts[part] = []
         out.append(name)  # flat [name, value, ...]: no tuple per cart for the collector to track
         out.append(value)
         cut.buffered += 1
-        if actor is not None and not cut.full:  # a full cut writes every profile anyway
+        if actor is not None:
             pid = profile_id(actor)
             if pid is not None:
                 self._emit_profile(cut, store, pid)
@@ -259,11 +276,20 @@ class Snapshotter:
         self._write_profile(cut, store, pid)
 
     def _write_profile(self, cut: _Cut, store: str, pid: str) -> None:
-        value = self._profile_value(store, pid)
-        if value is None and cut.full:
-            return
         name = f"{store}\0{pid}".encode()  # engine.stores.base.profile_field / profile_partition
         part = _crc32(name, PROFILE_SEED) % self.partitions
+        if cut.full:
+            record = self.registry.stores[store].profiles._records.get(pid)
+            if record is None:
+                return
+            rows = cut.profile_rows.get((part, store))
+            if rows is None:
+                rows = cut.profile_rows[(part, store)] = []
+            rows.append(pid)
+            rows.append(record)
+            cut.buffered += 1
+            return
+        value = self._profile_value(store, pid)
         out = cut.profiles.get(part)
         if out is None:
             out = cut.profiles[part] = []
@@ -381,7 +407,7 @@ class Snapshotter:
         dedup_window = self.deduper.window_s if self.deduper is not None else 86400.0
         cut.meta = {
             "format": STORE_FORMAT, "gen": self.gen, "cut": cut.lsn, "at": now, "partitions": self.partitions,
-            "epoch": self.epoch, "credits": credits, "metrics": metrics, "sends": sends,
+            "epoch": self.epoch, "carts": len(registry), "credits": credits, "metrics": metrics, "sends": sends,
             "log_keep_after": now - self.log_retention_s, "dedup_keep_after": now - dedup_window,
             "written_at": wall_time(),
         }
@@ -474,6 +500,7 @@ class Snapshotter:
                     continue
                 self._slice_done(t0)
                 if stage is not None and cut.buffered >= self.stage_size:
+                    self._seal(cut)
                     carts, profiles = cut.carts, cut.profiles
                     cut.carts, cut.profiles, cut.buffered = {}, {}, 0
                     staging.append(asyncio.get_running_loop().create_task(stage(self.gen, carts, profiles)))
@@ -487,6 +514,20 @@ class Snapshotter:
         finally:
             for task in staging:
                 task.cancel()
+
+    @staticmethod
+    def _seal(cut: _Cut) -> None:
+        """Pack a full cut's pending rows into chunk fields ``(b"\\0" + number, [store, flat])`` of their
+        partition's cart or profile hash (see :mod:`actors.bulk` and :mod:`engine.stores.base`)."""
+        for rows, out in ((cut.cart_rows, cut.carts), (cut.profile_rows, cut.profiles)):
+            for (part, store), flat in rows.items():
+                fields = out.get(part)
+                if fields is None:
+                    fields = out[part] = []
+                fields.append(CHUNK_PREFIX + b"%d" % cut.chunks)
+                fields.append(_packb([store, flat], use_bin_type=True))
+                cut.chunks += 1
+            rows.clear()
 
     def _slice_done(self, t0: float) -> float:
         ms = (time.perf_counter() - t0) * 1000
@@ -528,6 +569,8 @@ class Snapshotter:
                 finally:
                     self._hooks(False)
                     self._cut = None
+                if full:
+                    self._seal(cut)
                 everything = full and (rewrite or self.store.kind == "file")
                 meta = cut.meta
                 meta["gen"] = self.gen

@@ -1,6 +1,6 @@
 """Whole snapshot documents in memory, and registry helpers shared by the snapshot code.
 
-:func:`encode_state` / :func:`restore_state` turn a registry into one ``cartwheel-snapshot/2`` document
+:func:`encode_state` / :func:`restore_state` turn a registry into one ``cartwheel-snapshot/3`` document
 and back (the shape of the file store's base snapshot, ``snapshot.msgpack``); the engine itself writes
 through :class:`engine.snapshot.Snapshotter`. These are for tools and tests, and read the first file
 store's ``cartwheel-snapshot/1`` documents too.
@@ -13,12 +13,13 @@ from typing import Any
 
 import msgpack
 
-from engine.stores.base import STORE_FORMAT, cart_field, profile_field, profile_state
+from actors.bulk import CART_WIDTH, state_of_row
+from engine.stores.base import CHUNK_PREFIX, STORE_FORMAT, cart_field, profile_field, profile_state
 
 __all__ = ["FORMAT", "SnapshotError", "encode_state", "profile_id", "profile_ids", "restore_state"]
 
 #: the whole-document format of :func:`encode_state` (also the file store's base snapshot)
-FORMAT = "cartwheel-snapshot/2"
+FORMAT = "cartwheel-snapshot/3"
 _LEGACY_FORMAT = "cartwheel-snapshot/1"
 _packb = msgpack.packb
 
@@ -69,7 +70,7 @@ def profile_ids(registry: Any) -> list[tuple[str, str]]:
 
 
 async def encode_state(registry: Any, now: float, *, slice_size: int = 20_000) -> bytes:
-    """The registry as one ``cartwheel-snapshot/2`` document, yielding every ``slice_size`` carts.
+    """The registry as one ``cartwheel-snapshot/3`` document, yielding every ``slice_size`` carts.
 
     (The engine writes through :class:`Snapshotter`; this is for tools and tests.)
     """
@@ -92,7 +93,7 @@ async def encode_state(registry: Any, now: float, *, slice_size: int = 20_000) -
 def restore_state(registry: Any, data: bytes, *, source: str) -> list[Any]:
     """Load a whole snapshot document into an empty registry; returns the effects re-arming timers.
 
-    Reads ``cartwheel-snapshot/2`` (this engine) and ``/1`` (the first file store).
+    Reads ``cartwheel-snapshot/3`` (this engine) and ``/1`` (the first file store).
 
     Raises:
         SnapshotError: the data is not a cartwheel snapshot (names ``source`` and the problem).
@@ -118,9 +119,9 @@ def restore_state(registry: Any, data: bytes, *, source: str) -> list[Any]:
             return effects
         for sid, credits in ((doc.get("meta") or {}).get("credits") or {}).items():
             registry.rules(sid).credits = credits
-        for name, value in doc.get("profiles") or ():
+        for name, value in _fields(doc.get("profiles") or (), _profile_states):
             registry.load_profile(*profile_state(name, value))
-        for name, value in doc.get("carts") or ():
+        for name, value in _fields(doc.get("carts") or (), _cart_states):
             effects.extend(registry.load_cart(msgpack.unpackb(value, raw=False)) or ())
     except SnapshotError:
         raise
@@ -130,3 +131,31 @@ def restore_state(registry: Any, data: bytes, *, source: str) -> list[Any]:
         if gc_was:
             gc.enable()
     return effects
+
+
+def _fields(pairs: Any, expand: Any) -> list[tuple[bytes, bytes]]:
+    """Single ``(name, packed state)`` fields of a store map: chunks expanded, later single fields and
+    tombstones (an empty value) winning over chunks (see ``engine.stores.base``)."""
+    out: dict[bytes, bytes | None] = {}
+    singles: list[tuple[bytes, bytes | None]] = []
+    for name, value in pairs:
+        if name[:1] == CHUNK_PREFIX:
+            store, flat = msgpack.unpackb(value, raw=False)
+            for field, state in expand(store, flat):
+                out.setdefault(field, state)
+        else:
+            singles.append((name, value))
+    for name, value in singles:
+        out[name] = value
+    return [(name, value) for name, value in out.items() if value]
+
+
+def _cart_states(store: str, flat: list[Any]) -> Any:
+    for i in range(0, len(flat), CART_WIDTH):
+        row = flat[i:i + CART_WIDTH]
+        yield cart_field(store, row[0]), _packb(state_of_row(store, row), use_bin_type=True)
+
+
+def _profile_states(store: str, flat: list[Any]) -> Any:
+    for i in range(0, len(flat), 2):
+        yield profile_field(store, flat[i]), b"R" + flat[i + 1]

@@ -50,8 +50,8 @@ __all__ = ["DELTA_FORMAT", "SNAPSHOT_FORMAT", "FileStore"]
 log = logging.getLogger("cartwheel.store.file")
 
 #: the base snapshot document's format tag (``engine.snapshot.restore_state`` reads it too)
-SNAPSHOT_FORMAT = "cartwheel-snapshot/2"
-DELTA_FORMAT = "cartwheel-delta/2"
+SNAPSHOT_FORMAT = "cartwheel-snapshot/3"
+DELTA_FORMAT = "cartwheel-delta/3"
 _FRAME = struct.Struct("<II")
 _crc32 = zlib.crc32
 
@@ -341,10 +341,7 @@ class FileStore(Store):
         try:
             for key, target in (("carts", carts), ("profiles", profiles)):
                 for name, value in doc.get(key) or ():
-                    if value is None:
-                        target.pop(name, None)
-                    else:
-                        target[name] = value
+                    target[name] = value  # None: a tombstone (it hides the base chunk's copy)
             for name, value in doc.get("ledger") or ():
                 ledger[name] = value
             log_records.extend(doc.get("log") or ())

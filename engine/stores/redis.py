@@ -6,17 +6,22 @@ Keys (``P`` a partition number, ``G`` a snapshot generation; ``{...}`` is the Cl
     cw:{g}:writing            string   generation of a full snapshot being written (absent otherwise)
     cw:{g}:log                hash     cut lsn -> message-log records appended up to that cut
     cw:{g}:dedup              hash     cut lsn -> ingest event ids first seen up to that cut
-    cw:{pP}:gG:carts          hash     STORE\\0CART -> CartActor.to_state() (msgpack)
-    cw:{pP}:gG:profiles       hash     STORE\\0PROFILE -> Profile.to_state() (msgpack)
+    cw:{pP}:gG:carts          hash     \\0N -> a chunk of carts; STORE\\0CART -> CartActor.to_state() or b""
+    cw:{pP}:gG:profiles       hash     \\0N -> a chunk of profiles; STORE\\0PROFILE -> its record or b""
+                                       (chunks, single fields and tombstones: engine.stores.base)
     cw:{pP}:intents           hash     idempotency key -> ledger entry (engine.intents)
     cw:{pP}:journal           stream   entry id LSN-0, field g: [[lsn, now, [[index, event], ...]], ...]
                                        (the partition's events of one group commit; LSN its last batch)
 
-Writes. An *incremental* cut is one ``MULTI``/``EXEC``: multi-field ``HSET``/``HDEL`` on the current
-generation's hashes (at most :data:`CHUNK` fields per command: per-command overhead, not per-field, is
-what costs in redis-py), the ledger prunes, ``XTRIM MINID`` of every journal stream and the new meta.
-A *full* snapshot writes a new generation's hashes outside any transaction (pipelined, chunk by chunk),
-then commits by one ``MULTI`` that switches the meta to it; the old generation is unlinked afterwards.
+Writes. An *incremental* cut is one ``MULTI``/``EXEC``: multi-field ``HSET`` of single fields on the
+current generation's hashes (at most :data:`CHUNK` fields per command: per-command overhead, not
+per-field, is what costs in redis-py; a deleted cart or profile is a tombstone ``b""``, which hides its
+copy in a chunk), the ledger prunes, ``XTRIM MINID`` of every journal stream, the new meta, and an
+``HLEN`` of each hash: when the single fields outgrow ``compact_ratio`` of the carts,
+:meth:`RedisStore.wants_full` asks for a new generation (restore reads chunks ~3x faster).
+A *full* snapshot writes a new generation's hashes (chunk fields) outside any transaction (pipelined,
+chunk by chunk), then commits by one ``MULTI`` that switches the meta to it; the old generation is
+unlinked afterwards.
 A crash mid-way leaves the old generation and meta in force (the half-written one is removed at the
 next start). Commands are packed with ``hiredis.pack_command`` (C) and sent on a connection taken from
 redis-py's pool.
@@ -48,6 +53,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from engine.stores.base import (
+    CHUNK_PREFIX,
     CorruptStore,
     JournalBatch,
     Loaded,
@@ -89,9 +95,12 @@ def journal_key(part: int) -> bytes:
     return b"cw:{p%d}:journal" % part
 
 
-def _hset(key: bytes, flat: list[Any], out: list[tuple[Any, ...]]) -> None:
+def _hset(key: bytes, flat: list[Any], out: list[tuple[Any, ...]], *, tombstones: bool = False) -> None:
     """Multi-field HSET/HDEL commands for ``flat`` = ``[name, value, name, value, ...]`` (a None value
-    deletes the field), appended to ``out``: at most :data:`CHUNK` fields per command."""
+    deletes the field, or with ``tombstones`` sets it to ``b""``), appended to ``out``: at most
+    :data:`CHUNK` fields per command."""
+    if tombstones and None in flat[1::2]:
+        flat = [b"" if v is None and i & 1 else v for i, v in enumerate(flat)]
     if None not in flat[1::2]:
         for start in range(0, len(flat), 2 * CHUNK):
             out.append((b"HSET", key, *flat[start:start + 2 * CHUNK]))
@@ -133,12 +142,20 @@ class RedisStore(Store):
         partitions: partition count for new writes.
         connect_timeout_s: TCP connect timeout (a down Redis is noticed this fast).
         timeout_s: read timeout for one reply.
+        compact_ratio, compact_min: a new generation is due when the single fields on top of the
+            chunks exceed both ``compact_ratio`` times the carts and ``compact_min``.
     """
 
     kind = "redis"
 
-    def __init__(self, url: str, *, partitions: int = 16, connect_timeout_s: float = 2.0, timeout_s: float = 60.0) -> None:
+    def __init__(self, url: str, *, partitions: int = 16, connect_timeout_s: float = 2.0, timeout_s: float = 60.0,
+                 compact_ratio: float = 0.25, compact_min: int = 20_000) -> None:
         super().__init__(partitions=partitions)
+        self.compact_ratio = compact_ratio
+        self.compact_min = compact_min
+        self._singles = 0  # single fields (and tombstones) on top of the current generation's chunks
+        self._chunks = 0  # chunk fields of the current generation
+        self._base_carts = 0  # carts the current generation's full snapshot held
         self.url = url
         self._client = Redis.from_url(
             url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=connect_timeout_s, socket_timeout=timeout_s,
@@ -148,12 +165,18 @@ class RedisStore(Store):
         self._gen = 0
         self._expect: tuple[int, str] | None = None  # (generation, epoch) of the meta we wrote last
         self._began = 0  # generation whose full write begin_full() prepared
+        self._staged_chunks = 0  # chunk fields staged for that generation
         self._old_partitions = partitions
         self._log_fields: dict[bytes, float] = {}  # cut -> newest record time
         self._dedup_fields: dict[bytes, float] = {}
 
     def describe(self) -> str:
         return _redact(self.url)
+
+    def wants_full(self) -> bool:
+        """True when the single fields outgrew ``compact_ratio`` of the carts (time for a new generation),
+        or when there is no generation yet."""
+        return self._gen == 0 or self._singles > max(self.compact_ratio * self._base_carts, self.compact_min)
 
     # ------------------------------------------------------------------ plumbing
     async def open(self) -> None:
@@ -347,13 +370,16 @@ class RedisStore(Store):
         commands: list[tuple[Any, ...]] = []
         gen = write.gen
         for part, items in write.carts.items():
-            _hset(carts_key(part, gen), items, commands)
+            _hset(carts_key(part, gen), items, commands, tombstones=True)
         for part, items in write.profiles.items():
-            _hset(profiles_key(part, gen), items, commands)
+            _hset(profiles_key(part, gen), items, commands, tombstones=True)
         self._globals(write, commands)
+        sizes = [(b"HLEN", key(part, gen)) for part in range(self.partitions) for key in (carts_key, profiles_key)]
         async with self._lock:
-            await self._send(commands, transaction=True, guard=(META, self._check_meta), watch=True)
+            replies = await self._send(commands + sizes, transaction=True, guard=(META, self._check_meta), watch=True)
         self._expect = (write.gen, write.meta["epoch"])
+        fields = sum(n for n in replies[-len(sizes):] if isinstance(n, int))
+        self._singles = max(0, fields - self._chunks)
 
     async def begin_full(self, gen: int, rewrite: bool) -> None:
         """A full snapshot of generation ``gen`` starts: mark it, clear leftovers of an earlier attempt.
@@ -366,14 +392,17 @@ class RedisStore(Store):
         clear = [(b"UNLINK", carts_key(p, gen), profiles_key(p, gen)) for p in range(self.partitions)]
         await self._send(clear, transaction=False)
         self._began = gen
+        self._staged_chunks = 0
 
     async def stage(self, gen: int, carts: dict[int, list[Any]], profiles: dict[int, list[Any]]) -> None:
         """Write part of a full snapshot's generation ``gen`` now (it is not live until the commit)."""
         commands: list[tuple[Any, ...]] = []
         for part, items in carts.items():
             _hset(carts_key(part, gen), items, commands)
+            self._staged_chunks += len(items) // 2
         for part, items in profiles.items():
             _hset(profiles_key(part, gen), items, commands)
+            self._staged_chunks += len(items) // 2
         for start in range(0, len(commands), 4):
             await self._send(commands[start:start + 4], transaction=False)
 
@@ -408,6 +437,10 @@ class RedisStore(Store):
         self._expect = (gen, write.meta["epoch"])
         self._gen = gen
         self._began = 0
+        self._singles = 0
+        self._chunks = self._staged_chunks
+        self._staged_chunks = 0
+        self._base_carts = int(write.meta.get("carts") or 0)
         if old_gen and old_gen != gen:
             drop = [(b"UNLINK", carts_key(p, old_gen), profiles_key(p, old_gen)) for p in range(self._old_partitions)]
             try:
@@ -464,7 +497,7 @@ class RedisStore(Store):
         profiles: list[tuple[str, list[tuple[bytes, bytes]]]] = []
         ledger: list[tuple[str, bytes]] = []
         journal: list[JournalBatch] = []
-        total = 0
+        self._chunks = self._singles = 0
         # Every HGETALL in one pipeline: Redis builds the replies while hiredis parses the earlier ones.
         names = [name for part in range(parts)
                  for name in (carts_key(part, gen), profiles_key(part, gen), intents_key(part))]
@@ -477,16 +510,23 @@ class RedisStore(Store):
             else:
                 raise CorruptStore(f"{self.describe()}: key {key.decode()}: unexpected reply {type(reply).__name__}")
             kind = n % 3
+            if kind < 2:
+                for name, _ in items:
+                    if name[:1] == CHUNK_PREFIX:
+                        self._chunks += 1
+                    else:
+                        self._singles += 1
             if kind == 0:
                 carts.append((key.decode(), items))
-                total += len(items)
             elif kind == 1:
                 profiles.append((key.decode(), items))
             else:
                 for name, value in items:
                     ledger.append((f"{key.decode()} field {name.decode(errors='replace')!r}", value))
         del replies
-        progress(f"restore: read {total:,} carts from {parts} partitions in {time.perf_counter() - t0:.2f} s")
+        self._base_carts = int(meta.get("carts") or 0)
+        progress(f"restore: read {self._chunks:,} chunks and {self._singles:,} single fields from {parts} partitions "
+                 f"in {time.perf_counter() - t0:.2f} s")
         for part in range(parts):
             entries = await self._call(b"XRANGE", journal_key(part), b"%d-0" % (cut + 1), b"+")
             for entry_id, fields in entries or ():

@@ -2,8 +2,10 @@
 
 Order (each step needs the one before):
 
-1. profiles, then carts (each cart re-arms its one timer: the wheel is rebuilt from every cart's next
-   deadline; the wheel starts at the cut's time so that replay can step through it), with progress
+1. profiles, then carts, chunks in bulk (:mod:`actors.bulk`) with the single fields written after
+   them taking precedence (each cart re-arms its one timer: the wheel is rebuilt from every cart's next
+   deadline; the wheel starts at the cut's time so that replay can step through it), then every
+   profile's count of carts is made right, with progress
    lines (carts per second, ETA) for large stores, the cyclic collector off meanwhile and
    ``gc.freeze()`` after (DESIGN.md principle 4);
 2. the store counters (email credits), metrics and send counts, the message log and the ingest ids
@@ -31,14 +33,18 @@ from typing import Any
 
 import msgpack
 
-from actors.effects import SCHEDULE, LogRecord
+from actors.bulk import load_carts, load_profiles, new_counts, row_of_state, settle_refs
+from actors.effects import LogRecord
 from engine.intents import Entry
 from engine.stores.base import (
+    CHUNK_PREFIX,
     CorruptStore,
     JournalBatch,
     Loaded,
     Sequence,
+    cart_field,
     profile_state,
+    split_field,
 )
 from engine.validate import Deduper
 from timing_wheel import TimingWheel
@@ -138,42 +144,114 @@ def restore(loaded: Loaded, *, runtime: Any, ledger: Any, snapshotter: Any, seq:
 
 def _load_actors(loaded: Loaded, registry: Any, runtime: Any, report: RestoreReport,
                  progress: Callable[[str], None], at: float) -> None:
-    for where, items in loaded.profiles:
-        for name, value in items:
-            try:
-                store, state = profile_state(name, value)
-                registry.load_profile(store, state)
-            except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data naming the key
-                raise CorruptStore(f"{where} field {name[:80]!r}: not a cartwheel profile ({type(exc).__name__}: {exc})") from None
-            report.profiles += 1
-    total = loaded.cart_count()
+    """Profiles, then carts: single fields first (they override chunks: see ``engine.stores.base``), then
+    the chunks in bulk (:mod:`actors.bulk`), then the single carts; then every profile's cart count."""
+    p_chunks, p_single = _split(loaded.profiles)
+    c_chunks, c_single = _split(loaded.carts)
+    # -- profiles
+    p_skip: dict[str, set[str]] = {}
+    p_live: list[tuple[str, str, str, bytes]] = []
+    for where, name, value in p_single:
+        try:
+            store, pid = split_field(name)
+        except ValueError as exc:
+            raise CorruptStore(f"{where} field {name[:80]!r}: {exc}") from None
+        p_skip.setdefault(store, set()).add(pid)
+        if value:
+            p_live.append((where, store, pid, value))
+    for where, name, value in p_chunks:
+        store, flat = _chunk(where, name, value, "profile")
+        try:
+            report.profiles += load_profiles(registry, store, flat, p_skip.get(store, _NONE))
+        except (ValueError, TypeError) as exc:
+            raise CorruptStore(f"{where} chunk {_chunk_no(name)}: not a cartwheel profile chunk ({exc})") from None
+    for where, store, pid, value in p_live:
+        try:
+            if value[:1] == b"R":
+                load_profiles(registry, store, [pid, value[1:]])
+            else:
+                registry.load_profile(*profile_state(cart_field(store, pid), value))
+        except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data naming the key
+            raise CorruptStore(f"{where} field {cart_field(store, pid)[:80]!r}: not a cartwheel profile "
+                               f"({type(exc).__name__}: {exc})") from None
+        report.profiles += 1
+    # -- carts
+    c_skip: dict[str, set[str]] = {}
+    c_live: list[tuple[str, bytes, bytes]] = []
+    for where, name, value in c_single:
+        try:
+            store, cart = split_field(name)
+        except ValueError as exc:
+            raise CorruptStore(f"{where} field {name[:80]!r}: {exc}") from None
+        c_skip.setdefault(store, set()).add(cart)
+        if value:
+            c_live.append((where, name, value))
+    total = int(loaded.meta.get("carts") or 0) or len(c_chunks) + len(c_live)
     meter = _Progress(total, progress)
-    # Re-arming goes straight to the wheel: load_cart returns one (SCHEDULE, actor, due, tag) per cart
-    # with a pending timer, and a restored actor has no timer yet to cancel.
-    schedule = runtime.wheel.schedule
-    tick_of = runtime._tick_of
-    load = registry.load_cart
+    counts: dict[str, dict[str, int]] = {}
+
+    def counter(store: str) -> dict[str, int]:
+        found = counts.get(store)
+        if found is None:
+            found = counts[store] = new_counts(registry, store)
+        return found
+
+    wheel = runtime.wheel
+    tick_s = runtime.tick_s
     done = 0
-    for where, items in loaded.carts:
-        for name, value in items:
-            try:
-                more = load(_unpackb(value, raw=False, strict_map_key=False))
-            except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data naming the key
-                raise CorruptStore(f"{where} field {name[:80]!r}: not a cartwheel cart ({type(exc).__name__}: {exc})") from None
-            if more:
-                for effect in more:
-                    if effect[0] == SCHEDULE:
-                        actor = effect[1]
-                        actor.timer = schedule(tick_of(effect[2]), actor, effect[3])
-                    else:
-                        runtime.apply_effects([effect], at)
-            done += 1
-            if done & 0x3FFF == 0:
-                meter.tick(done)
+    for where, name, value in c_chunks:
+        store, flat = _chunk(where, name, value, "cart")
+        try:
+            done += load_carts(registry, store, flat, counts=counter(store), schedule_many=wheel.schedule_many,
+                               tick_s=tick_s, skip=c_skip.get(store, _NONE))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CorruptStore(f"{where} chunk {_chunk_no(name)}: not a cartwheel cart chunk ({exc})") from None
+        meter.tick(done)
+    for where, name, value in c_live:
+        try:
+            store, row = row_of_state(_unpackb(value, raw=False, strict_map_key=False))
+            done += load_carts(registry, store, row, counts=counter(store),
+                               schedule_many=wheel.schedule_many, tick_s=tick_s)
+        except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data naming the key
+            raise CorruptStore(f"{where} field {name[:80]!r}: not a cartwheel cart ({type(exc).__name__}: {exc})") from None
+        if done & 0x3FFF == 0:
+            meter.tick(done)
+    for store, rules in list(registry.stores.items()):
+        if store in counts or len(rules.profiles):
+            settle_refs(registry, store, counter(store))
     report.carts = done
     if total >= 100_000:
         took = time.perf_counter() - meter.t0
         progress(f"restore: {done:,} carts loaded in {took:.2f} s ({done / max(took, 1e-9):,.0f} carts/s)")
+
+
+_NONE: frozenset[str] = frozenset()
+
+
+def _split(chunks: list[tuple[str, list[tuple[bytes, bytes]]]]) -> tuple[list[tuple[str, bytes, bytes]], list[tuple[str, bytes, bytes]]]:
+    """``(chunk fields, single fields)`` as ``(where, name, value)``; see ``engine.stores.base``."""
+    bulk: list[tuple[str, bytes, bytes]] = []
+    single: list[tuple[str, bytes, bytes]] = []
+    for where, items in chunks:
+        for name, value in items:
+            (bulk if name[:1] == CHUNK_PREFIX else single).append((where, name, value))
+    return bulk, single
+
+
+def _chunk_no(name: bytes) -> str:
+    return name[1:].decode(errors="replace")
+
+
+def _chunk(where: str, name: bytes, value: bytes, kind: str) -> tuple[str, list[Any]]:
+    """``(store id, flat)`` of a chunk field. Raises: CorruptStore naming the key and chunk."""
+    try:
+        store, flat = _unpackb(value, raw=False, strict_map_key=False)
+        if not isinstance(store, str) or not store or not isinstance(flat, list):
+            raise TypeError("expected [store id, [fields...]]")
+    except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data naming the key
+        raise CorruptStore(f"{where} chunk {_chunk_no(name)}: not a cartwheel {kind} chunk "
+                           f"({type(exc).__name__}: {exc})") from None
+    return store, flat
 
 
 def _load_globals(loaded: Loaded, meta: dict[str, Any], runtime: Any, snapshotter: Any, deduper: Deduper | None,

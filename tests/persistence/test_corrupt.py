@@ -118,3 +118,23 @@ clock = "manual"
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.returncode != 0
     assert b"cw:{g}:meta" in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("kind", ["carts", "profiles"])
+async def test_corrupt_chunk_in_redis_names_key_and_chunk(redis_server: RedisServer, tmp_path: Path, engines: list,
+                                                          kind: str) -> None:
+    config = engine_config(tmp_path, redis_server.url)
+    a = await start_engine(engines, config, tmp_path)
+    await feed(a, cart_event("c1"))
+    await a.stop()  # a graceful stop writes a full snapshot: chunks only
+    key = next(k for k in redis_server.command("KEYS", f"cw:{{p*}}:g*:{kind}") if redis_server.command("HLEN", k))
+    name = redis_server.command("HKEYS", key)[0]
+    assert name.startswith(b"\0")
+    redis_server.command("HSET", key, name, msgpack.packb(["shop1", [1, 2, 3]]))  # msgpack, but not a chunk
+    error = await _start_fails(config, tmp_path)
+    what = "cart" if kind == "carts" else "profile"
+    assert key.decode() in str(error) and f"chunk {name[1:].decode()}" in str(error)
+    assert f"not a cartwheel {what} chunk" in str(error)
+    redis_server.command("HSET", key, name, b"\xc1")  # not even msgpack
+    error = await _start_fails(config, tmp_path)
+    assert key.decode() in str(error) and f"not a cartwheel {what} chunk" in str(error)

@@ -187,3 +187,77 @@ async def test_a_changed_partition_count_is_laid_out_again(redis_server, tmp_pat
     await crash(b)
     c = await start_engine(engines, config, tmp_path)
     assert states(c) == expected
+
+
+async def test_profile_reference_counts_are_right_after_a_restore(store_url: str, tmp_path: Path, engines: list) -> None:
+    """A snapshot may hold a profile's count from before some of its carts went; restore recounts, so
+    the profile is still forgotten when its last cart goes."""
+    config = engine_config(tmp_path, store_url)
+    a = await start_engine(engines, config, tmp_path)
+    for i in range(3):
+        await feed(a, cart_event(f"c{i}", profile="shared"))
+    await feed(a, cart_event("solo", profile="solo"))
+    await a.snapshotter.snapshot(full=True)
+    for i in range(2):
+        await feed(a, {"type": "cart.cleared", "store": "shop1", "cart": f"c{i}"})
+    await a.snapshotter.snapshot()
+    assert a.registry.profile("shop1", "shared").refs == 1  # type: ignore[union-attr]
+    await crash(a)
+    b = await start_engine(engines, config, tmp_path)
+    assert b.registry.profile("shop1", "shared").refs == 1  # type: ignore[union-attr]
+    assert b.registry.profile("shop1", "solo").refs == 1  # type: ignore[union-attr]
+    await feed(b, {"type": "cart.cleared", "store": "shop1", "cart": "c2"})
+    assert b.registry.profile("shop1", "shared") is None  # its last cart went: forgotten
+    assert b.registry.profile("shop1", "solo") is not None
+
+
+async def test_redis_compacts_single_fields_into_a_new_generation(redis_server, tmp_path: Path, engines: list) -> None:
+    """Incremental cuts add single fields (and tombstones) over the chunks; past a share of the carts the
+    store asks for a full snapshot, which writes chunks only, and the state reads back the same."""
+    config = engine_config(tmp_path, redis_server.url, partitions=4)
+    a = await start_engine(engines, config, tmp_path)
+    a.store.compact_min = 50  # type: ignore[attr-defined]
+    for i in range(400):
+        await feed(a, cart_event(f"c{i}"))
+    await a.snapshotter.snapshot(full=True)
+    gen = a.snapshotter.gen
+    assert all(name.startswith(b"\0") for key in redis_server.command("KEYS", "cw:{p*}:g*:carts")
+               for name in redis_server.command("HKEYS", key))  # a full snapshot writes chunks only
+    for i in range(20):
+        await feed(a, cart_event(f"c{i}", value=99.0))
+    for i in range(60, 70):
+        await feed(a, {"type": "cart.cleared", "store": "shop1", "cart": f"c{i}"})
+    await a.snapshotter.snapshot()
+    assert not a.snapshotter.last_full and a.snapshotter.gen == gen
+    # 20 carts and their profiles, 10 tombstones: 50 single fields, not over 400 carts / 4
+    assert a.store._singles == 50 and not a.store.wants_full()  # type: ignore[attr-defined]
+    for i in range(20, 60):
+        await feed(a, cart_event(f"c{i}", value=98.0))
+    await a.snapshotter.snapshot()
+    assert a.store._singles == 130 and a.store.wants_full()  # type: ignore[attr-defined]
+    expected = states(a)
+    await crash(a)  # restore reads chunks, single fields over them and tombstones
+    b = await start_engine(engines, config, tmp_path)
+    assert states(b) == expected and b.registry.cart("shop1", "c65") is None
+    b.store.compact_min = 50  # type: ignore[attr-defined]
+    assert b.store._singles == 130 and b.store.wants_full()  # type: ignore[attr-defined]  # counted again on read
+    await b.snapshotter.snapshot()
+    assert b.snapshotter.last_full and b.store._singles == 0  # type: ignore[attr-defined]
+    await crash(b)
+    c = await start_engine(engines, config, tmp_path)
+    assert states(c) == expected
+
+
+async def test_a_profile_whose_carts_went_is_not_brought_back(store_url: str, tmp_path: Path, engines: list) -> None:
+    config = engine_config(tmp_path, store_url)
+    a = await start_engine(engines, config, tmp_path)
+    await feed(a, cart_event("c1", profile="leaving"))
+    await feed(a, {"type": "profile.updated", "store": "shop1", "profile": {"id": "lonely", "email": "l@example.test"}})
+    await a.snapshotter.snapshot(full=True)
+    await feed(a, {"type": "cart.cleared", "store": "shop1", "cart": "c1"})
+    assert a.registry.profile("shop1", "leaving") is None
+    await a.snapshotter.snapshot()
+    await crash(a)
+    b = await start_engine(engines, config, tmp_path)
+    assert b.registry.profile("shop1", "leaving") is None
+    assert b.registry.profile("shop1", "lonely") is not None  # never had a cart: it stays
