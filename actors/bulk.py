@@ -61,6 +61,7 @@ _TAG_OF: tuple[tuple[CartState, int], ...] = tuple(
 )
 _EMPTY: frozenset[str] = frozenset()
 _new = CartActor.__new__
+_VALID_CODES = frozenset(range(len(_TAG_OF)))
 _CODE_OF = STATE_CODES
 
 
@@ -140,16 +141,24 @@ def load_carts(registry: Any, store: str, flat: list[Any], *, counts: dict[str, 
     """
     if len(flat) % CART_WIDTH:
         raise ValueError(f"a cart chunk holds {CART_WIDTH} values per cart, got {len(flat)} values")
+    # Checked in C-speed passes over the columns, so that the loop below needs no checks.
+    ids = flat[0::CART_WIDTH]
+    if set(map(type, ids)) - {str}:
+        bad = next(c for c in ids if type(c) is not str)
+        raise ValueError(f"cart id {bad!r} is not a string")
+    codes = flat[3::CART_WIDTH]
+    if not _VALID_CODES.issuperset(codes):
+        bad_at = next(i for i, c in enumerate(codes) if c not in _VALID_CODES or type(c) is not int)
+        raise ValueError(f"cart {str(ids[bad_at])[:80]!r}: unknown state number {codes[bad_at]!r}")
     rules = registry.rules(store)
     carts = registry._carts.setdefault(rules.id, {})
-    by_state = dict.fromkeys(CartState, 0)
+    by_code = [0] * len(_TAG_OF)
     n_steps = len(rules.schedule)
     flow_steps = len(rules.flow.steps)
     tag_of = _TAG_OF
     ceil = math.ceil
     new = _new
     put = carts.setdefault
-    n = 0
     ticks: list[int] = []
     armed: list[CartActor] = []
     tags: list[int] = []
@@ -159,10 +168,7 @@ def load_carts(registry: Any, store: str, flat: list[Any], *, counts: dict[str, 
         if skip and cart in skip:
             uncount.append(pid)
             continue
-        try:
-            state, tag = tag_of[code]
-        except (IndexError, TypeError):
-            raise ValueError(f"cart {str(cart)[:80]!r}: unknown state number {code!r}") from None
+        state, tag = tag_of[code]
         a = new(CartActor)
         a.store = rules
         a.cart = cart
@@ -176,34 +182,27 @@ def load_carts(registry: Any, store: str, flat: list[Any], *, counts: dict[str, 
         a.run = run
         a.step = step if step <= n_steps else n_steps
         a.since = since
-        a.held = None
-        a.touch = None
-        if held:
-            kept = tuple(sorted((d, s, c) for d, s, c in held if 1 <= s <= flow_steps))  # the flow may have changed
-            a.held = kept or None
-        if touch is not None:
-            a.touch = (touch[0], touch[1], touch[2], touch[3])
+        # held: the flow may have changed since, so steps it no longer has are dropped
+        a.held = (tuple(sorted((d, s, c) for d, s, c in held if 1 <= s <= flow_steps)) or None) if held else None
+        a.touch = None if touch is None else (touch[0], touch[1], touch[2], touch[3])
         if put(cart, a) is not a:
             uncount.append(pid)
             continue  # a second copy of the same cart
-        if type(cart) is not str:
-            del carts[cart]
-            raise ValueError(f"cart id {cart!r} is not a string")
-        by_state[state] += 1
+        by_code[code] += 1
         if due is not None:
             ticks.append(ceil(due / tick_s - 1e-9))
             armed.append(a)
             tags.append(tag)
-        n += 1
     for a, handle in zip(armed, schedule_many(ticks, armed, tags)):
         a.timer = handle
     # References counted in C over the profile column (a Python loop doing it costs ~0.5 µs per cart).
     _count_elements(counts, flat[1::CART_WIDTH])
     for pid in uncount:
         counts[pid] -= 1
+    n = sum(by_code)
     registry._size += n
     registry_counts = registry._counts
-    for state, k in by_state.items():
+    for (state, _), k in zip(_TAG_OF, by_code):
         registry_counts[state] += k
     return n
 
