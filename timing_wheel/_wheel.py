@@ -220,61 +220,72 @@ class TimingWheel:
         return (g << 32) | idx
 
     def schedule_many(self, due_ticks: list[int], keys: list[Any], tags: list[Any]) -> list[int]:
-        """Arm many timers at once; returns their handles. The same as :meth:`schedule` for each pair,
-        in order, at about half the cost per timer (no call per timer, storage looked up once): the
-        path of a restore, which re-arms millions of timers in one go.
+        """Arm many timers at once; returns their handles. The same as :meth:`schedule` for each
+        triple, in order, at about a third of the cost per timer: no call per timer, the indices taken
+        in one go (recycled ones first, then a run of fresh ones), the occupancy bitmaps updated once per
+        slot rather than once per timer. The path of a restore, which re-arms millions of timers.
 
         Raises:
-            ValueError: the lists differ in length, or a key is None (nothing is armed then).
-            TypeError, OverflowError: a due tick is not an int that fits in 64 bits (the timers before
-                it are armed).
+            ValueError: the lists differ in length, or a key is None.
+            TypeError, OverflowError: a due tick is not an int that fits in 64 bits.
+            Nothing is armed when it raises.
         """
         n = len(keys)
         if len(due_ticks) != n or len(tags) != n:
             raise ValueError(f"schedule_many: {len(due_ticks)} ticks, {n} keys and {len(tags)} tags")
         if any(k is None for k in keys):
             raise ValueError("a timer's key must not be None")
-        handles: list[int] = []
-        append = handles.append
-        due, kt, nxt, prv, gen, occ = self._due, self._kt, self._next, self._prev, self._gen, self._occ
+        array("q", due_ticks)  # every tick checked (in C) before anything changes
+        due, kt, nxt, prv, gen = self._due, self._kt, self._next, self._prev, self._gen
+        # indices: recycled ones first (as schedule would take them), then fresh ones from the top
+        idxs: list[int] = []
+        free = self._free
+        while free != _NIL and len(idxs) < n:
+            idxs.append(free)
+            free = nxt[free]
+        self._free = free
+        fresh = n - len(idxs)
+        if fresh:
+            top = self._top
+            short = top + fresh - len(due)
+            if short > 0:
+                self._extend(max(short, _INITIAL_CAPACITY, top >> 2))
+            idxs.extend(range(top, top + fresh))
+            self._top = top + fresh
         now = self._now
         level_of, shift_of, sentinels = _LEVEL_OF_BITS, _SHIFT_OF_LEVEL, _SENTINEL
-        done = 0
-        try:
-            for due_tick, key, tag in zip(due_ticks, keys, tags):
-                idx = self._free
-                if idx == _NIL:
-                    idx = self._top
-                    if idx == len(due):
-                        self._extend(max(_INITIAL_CAPACITY, idx >> 2))
-                    due[idx] = due_tick
-                    self._top = idx + 1
-                else:
-                    due[idx] = due_tick
-                    self._free = nxt[idx]
-                kt[idx + idx] = key
-                kt[idx + idx + 1] = tag
-                if due_tick > now:
-                    level = level_of[(due_tick ^ now).bit_length()]
-                    slot = (due_tick >> shift_of[level]) & _MASK
-                    sentinel = sentinels[(level << SLOT_BITS) | slot]
-                    occ[level] |= 1 << slot
-                else:
-                    sentinel = _READY
-                    last = prv[sentinel]
-                    if last != sentinel and due[last] > due_tick:
-                        self._ready_sorted = False
-                tail = prv[sentinel]
-                nxt[tail] = idx
-                prv[idx] = tail
-                nxt[idx] = sentinel
-                prv[sentinel] = idx
-                done += 1
-                g = (gen[idx] + 1) & _INDEX_MASK
-                gen[idx] = g
-                append((g << 32) | idx)
-        finally:
-            self._count += done
+        slots_of: list[set[int]] = [set() for _ in range(LEVELS)]
+        handles: list[int] = []
+        append = handles.append
+        for idx, due_tick, key, tag in zip(idxs, due_ticks, keys, tags):
+            due[idx] = due_tick
+            kt[idx + idx] = key
+            kt[idx + idx + 1] = tag
+            if due_tick > now:
+                level = level_of[(due_tick ^ now).bit_length()]
+                slot = (due_tick >> shift_of[level]) & _MASK
+                sentinel = sentinels[(level << SLOT_BITS) | slot]
+                slots_of[level].add(slot)
+            else:
+                sentinel = _READY
+                last = prv[sentinel]
+                if last != sentinel and due[last] > due_tick:
+                    self._ready_sorted = False
+            tail = prv[sentinel]
+            nxt[tail] = idx
+            prv[idx] = tail
+            nxt[idx] = sentinel
+            prv[sentinel] = idx
+            g = (gen[idx] + 1) & _INDEX_MASK
+            gen[idx] = g
+            append((g << 32) | idx)
+        occ = self._occ
+        for level, slots in enumerate(slots_of):
+            bits = 0
+            for slot in slots:
+                bits |= 1 << slot
+            occ[level] |= bits
+        self._count += n
         return handles
 
     def _live(self, handle: int) -> int:

@@ -347,4 +347,9 @@ def test_schedule_many_refuses_bad_input_before_arming() -> None:
     assert len(wheel) == 0 and wheel.next_due() is None
     with pytest.raises(TypeError):
         wheel.schedule_many([101, "x"], ["a", "b"], [0, 0])  # type: ignore[list-item]
-    assert len(wheel) == 1 and wheel.expire(200) == ["a", 0]  # the timer before the bad tick is armed
+    with pytest.raises(OverflowError):
+        wheel.schedule_many([101, 1 << 64], ["a", "b"], [0, 0])
+    assert len(wheel) == 0 and wheel.next_due() is None
+    assert wheel.schedule_many([], [], []) == []
+    handles = wheel.schedule_many([101, 100, 99], ["a", "b", "c"], [1, 2, 3])  # the last two are past due
+    assert wheel.expire(101) == ["c", 3, "b", 2, "a", 1] and not wheel.cancel(handles[0])
