@@ -38,6 +38,14 @@ log = logging.getLogger("cartwheel.runtime")
 
 #: how often the tick driver moves long-lived objects out of the garbage collector's reach (seconds)
 GC_FREEZE_INTERVAL_S = 10.0
+#: allocations between two young-generation collections while the engine runs (CPython's default: 700).
+#: Ingest allocates ~7 containers per event (the event, its items, the profile map...), so the default
+#: collects every ~100 events, and in journal durability, where events live until their group commit,
+#: promotes them into older generations that are costlier to walk. Measured with the snapshot
+#: benchmark's ingest (frames of 100, Redis): 700 -> 10 000 took snapshot durability from 79 k to 99 k
+#: events/s and journal durability from 48 k to 71 k (the same as with the collector off); a young
+#: collection of 10 000 objects takes well under a millisecond.
+GC_GEN0_THRESHOLD = 10_000
 
 
 class Dispatcher(Protocol):
@@ -249,6 +257,9 @@ class Runtime:
             await clock.sleep_until(wake_at)
 
     def start(self) -> None:
+        gen0, gen1, gen2 = gc.get_threshold()
+        if 0 < gen0 < GC_GEN0_THRESHOLD:  # (0: the collector is off; leave it so)
+            gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
         self._task = asyncio.get_running_loop().create_task(self.run(), name="cartwheel-ticks")
 
     async def stop(self) -> None:

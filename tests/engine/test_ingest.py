@@ -201,3 +201,34 @@ async def test_a_burst_over_the_per_turn_budget_is_handled_in_slices_in_order(en
     assert sum(r["accepted"] for r in replies) == 10_001
     assert len(engine.registry) == 10_001 and 10_000 > ingest.EVENTS_PER_TURN
     await client.close()
+
+
+async def test_a_running_engine_collects_young_objects_less_often(engine: Engine) -> None:
+    """The runtime raises the young-generation threshold (ingest allocates ~7 containers per event: the
+    default 700 collected every ~100 events); a collector switched off stays off."""
+    import gc
+
+    from engine.runtime import GC_GEN0_THRESHOLD, Runtime
+
+    assert gc.get_threshold()[0] >= GC_GEN0_THRESHOLD
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(0)
+        Runtime.start(_NoTask(engine.runtime))  # type: ignore[arg-type]
+        assert gc.get_threshold()[0] == 0
+        gc.set_threshold(700, 10, 10)
+        Runtime.start(_NoTask(engine.runtime))  # type: ignore[arg-type]
+        assert gc.get_threshold() == (GC_GEN0_THRESHOLD, 10, 10)
+    finally:
+        gc.set_threshold(*saved)
+
+
+class _NoTask:
+    """Stands in for a runtime whose tick driver must not start twice: run() returns at once."""
+
+    def __init__(self, runtime: object) -> None:
+        self._task = None
+        self._runtime = runtime
+
+    async def run(self) -> None:
+        return None
