@@ -159,7 +159,7 @@ class RedisStore(Store):
         self.url = url
         self._client = Redis.from_url(
             url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=connect_timeout_s, socket_timeout=timeout_s,
-            health_check_interval=0, decode_responses=False,
+            health_check_interval=0, decode_responses=False, socket_read_size=1 << 20,
         )
         self._lock = asyncio.Lock()
         self._gen = 0
