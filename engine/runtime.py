@@ -137,12 +137,12 @@ class Runtime:
                 actor = effect[1]
                 tick = self._tick_of(effect[2])
                 # Move the pending timer in place when there is one (no free/allocate, same handle).
-                if actor.timer is None or not wheel.reschedule(actor.timer, tick, effect[3]):
+                if actor.timer is None or not wheel.reschedule(actor.timer, tick, effect[3], actor):
                     actor.timer = wheel.schedule(tick, actor, effect[3])
             elif op == CANCEL:
                 actor = effect[1]
                 if actor.timer is not None:
-                    wheel.cancel(actor.timer)
+                    wheel.cancel(actor.timer, actor)
                     actor.timer = None
             elif op == SEND:
                 self._send(effect[1], now)

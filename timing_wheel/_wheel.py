@@ -41,16 +41,20 @@ Timers scheduled at or before ``now`` (past due: a restore after downtime, or a 
 
 Storage. A Python object per timer would put millions of GC-tracked objects in the heap (CPython's
 cyclic collector then dominates: DESIGN.md principle 4), so a timer is an index into flat storage:
-``_next``/``_prev`` (lists of indices), ``_due`` (``array('q')``), ``_gen`` (``array('I')``) and
-``_kt`` (one list, key at ``2*i``, tag at ``2*i + 1``, so one cache line serves both). The lists hold
-exactly one int object per index (made when the index is first used, then only ever copied between
-list slots, never recomputed), so a timer costs about 80 bytes (measured: 113 bytes of RSS at 1 M
-timers, allocator slack included) and no GC-tracked object. Each bucket is a circular doubly-linked list through
-``_next``/``_prev`` with a sentinel index, so cancel is O(1) unlinking. Freed indices go on a free list
-threaded through ``_next`` and are reused, so memory stays flat under churn. A handle is
-``generation << 32 | index``; an index's generation changes each time it is scheduled and its key slot
-is cleared when it fires or is cancelled, so a stale handle (cancel twice, cancel after firing) is
-recognised and refused. Keys therefore must not be None.
+``_next``/``_prev`` (lists of indices), ``_due`` (``array('q')``) and ``_kt`` (one list, key at
+``2*i``, tag at ``2*i + 1``, so one cache line serves both). The lists hold exactly one int object per
+index (made when the index is first used, then only ever copied between list slots, never recomputed),
+so a timer costs about 75 bytes and no GC-tracked object. Each bucket is a circular doubly-linked list
+through ``_next``/``_prev`` with a sentinel index, so cancel is O(1) unlinking. Freed indices go on a
+free list threaded through ``_next`` and are reused, so memory stays flat under churn.
+
+Handles. A handle *is* the timer's index, the very int object the lists hold: arming a timer allocates
+nothing for its owner to keep (a separate handle object would cost 32 bytes per cart). A fired or
+cancelled timer's key slot is cleared, so cancelling twice or after firing is refused. An index is
+reused, though, so a handle kept after its timer ended may name a later timer: :meth:`cancel`,
+:meth:`reschedule` and :meth:`due_of` take the ``key`` the timer was armed with and refuse a handle
+whose slot holds another key's timer (the engine always passes the cart). Keys therefore must not be
+None.
 
 Two ways to fire. :meth:`TimingWheel.expire` returns the due timers in batches (a level-0 slot at a
 time) and is what the engine's tick loop uses: cheapest per timer, and its ``limit`` lets the loop
@@ -75,7 +79,6 @@ __all__ = ["TimingWheel", "SLOT_BITS", "SLOTS", "LEVELS", "MAX_TICK"]
 SLOT_BITS = 8
 SLOTS = 1 << SLOT_BITS
 _MASK = SLOTS - 1
-_INDEX_MASK = 0xFFFFFFFF
 #: Due ticks are stored as signed 64-bit integers.
 MAX_TICK = (1 << 63) - 1
 _NIL = -1  # end of the free list
@@ -102,7 +105,7 @@ class TimingWheel:
     """
 
     __slots__ = (
-        "tick_s", "_now", "_next", "_prev", "_due", "_gen", "_kt", "_free", "_top", "_count",
+        "tick_s", "_now", "_next", "_prev", "_due", "_kt", "_free", "_top", "_count",
         "_occ", "_ready_sorted",
     )
 
@@ -114,7 +117,6 @@ class TimingWheel:
         self._next: list[int] = []
         self._prev: list[int] = []
         self._due = array("q")
-        self._gen = array("I")
         self._kt: list[Any] = []  # key of index i at 2*i, its tag at 2*i + 1
         self._free = _NIL
         self._count = 0
@@ -133,7 +135,6 @@ class TimingWheel:
         self._next.extend([0] * n)
         self._prev.extend([0] * n)
         self._due.frombytes(bytes(8 * n))
-        self._gen.frombytes(bytes(self._gen.itemsize * n))
         self._kt.extend([None] * (2 * n))
         return first
 
@@ -214,10 +215,7 @@ class TimingWheel:
         nxt[idx] = sentinel
         prv[sentinel] = idx
         self._count += 1
-        gen = self._gen
-        g = (gen[idx] + 1) & _INDEX_MASK
-        gen[idx] = g
-        return (g << 32) | idx
+        return idx
 
     def schedule_many(self, due_ticks: list[int], keys: list[Any], tags: list[Any]) -> list[int]:
         """Arm many timers at once; returns their handles. The same as :meth:`schedule` for each
@@ -236,7 +234,7 @@ class TimingWheel:
         if any(k is None for k in keys):
             raise ValueError("a timer's key must not be None")
         array("q", due_ticks)  # every tick checked (in C) before anything changes
-        due, kt, nxt, prv, gen = self._due, self._kt, self._next, self._prev, self._gen
+        due, kt, nxt, prv = self._due, self._kt, self._next, self._prev
         # indices: recycled ones first (as schedule would take them), then fresh ones from the top
         idxs: list[int] = []
         free = self._free
@@ -255,8 +253,6 @@ class TimingWheel:
         now = self._now
         level_of, shift_of, sentinels = _LEVEL_OF_BITS, _SHIFT_OF_LEVEL, _SENTINEL
         slots_of: list[set[int]] = [set() for _ in range(LEVELS)]
-        handles: list[int] = []
-        append = handles.append
         for idx, due_tick, key, tag in zip(idxs, due_ticks, keys, tags):
             due[idx] = due_tick
             kt[idx + idx] = key
@@ -276,9 +272,6 @@ class TimingWheel:
             prv[idx] = tail
             nxt[idx] = sentinel
             prv[sentinel] = idx
-            g = (gen[idx] + 1) & _INDEX_MASK
-            gen[idx] = g
-            append((g << 32) | idx)
         occ = self._occ
         for level, slots in enumerate(slots_of):
             bits = 0
@@ -286,27 +279,27 @@ class TimingWheel:
                 bits |= 1 << slot
             occ[level] |= bits
         self._count += n
-        return handles
+        return idxs  # the handles: the indices themselves
 
-    def _live(self, handle: int) -> int:
-        """The index of a pending timer's handle, or -1 when it fired, was cancelled or is bogus."""
-        idx = handle & _INDEX_MASK
-        if idx < _FIRST_TIMER or idx >= self._top:
-            return -1
-        if self._gen[idx] != handle >> 32 or self._kt[idx + idx] is None:
-            return -1
-        return idx
-
-    def cancel(self, handle: int) -> bool:
-        """Disarm a timer. O(1). Returns False (and does nothing) if it already fired or was cancelled."""
-        idx = handle & _INDEX_MASK
-        kt = self._kt
-        # The common case first; _live's range checks only run for a handle that does not match.
-        try:
-            if self._gen[idx] != handle >> 32 or kt[idx + idx] is None or idx < _FIRST_TIMER:
-                return False
-        except IndexError:
+    def _live(self, handle: int, key: Any = None) -> bool:
+        """Whether ``handle`` names a pending timer (armed with ``key``, when one is given)."""
+        if type(handle) is not int or handle < _FIRST_TIMER or handle >= self._top:
             return False
+        held = self._kt[handle + handle]
+        return held is not None and (key is None or held is key)
+
+    def cancel(self, handle: int, key: Any = None) -> bool:
+        """Disarm a timer. O(1). Returns False (and does nothing) if it already fired or was cancelled,
+        or, given the ``key`` it was armed with, if its slot now holds another key's timer."""
+        kt = self._kt
+        # _live(), inline: the engine cancels on every purchase
+        try:
+            held = kt[handle + handle]
+        except (IndexError, TypeError):
+            return False
+        if held is None or handle < _FIRST_TIMER or (key is not None and held is not key):
+            return False
+        idx = handle
         nxt, prv = self._next, self._prev
         before = prv[idx]
         after = nxt[idx]
@@ -319,21 +312,23 @@ class TimingWheel:
         self._count -= 1
         return True
 
-    def reschedule(self, handle: int, due_tick: int, tag: Any = None) -> bool:
+    def reschedule(self, handle: int, due_tick: int, tag: Any = None, key: Any = None) -> bool:
         """Move a pending timer to ``due_tick``, keeping its handle and key (and its tag unless a new
         ``tag`` is given). O(1).
 
         What a cart update costs without the idle-timer trick, in one call and without freeing and
         re-allocating the slot (the Linux wheel's ``mod_timer``). Returns False, and does nothing, when
-        the handle is no longer pending. The moved timer counts as scheduled now for tie order.
+        the handle is no longer pending (or, given ``key``, holds another key's timer). The moved timer
+        counts as scheduled now for tie order.
         """
-        idx = handle & _INDEX_MASK
         kt = self._kt
         try:
-            if self._gen[idx] != handle >> 32 or kt[idx + idx] is None or idx < _FIRST_TIMER:
-                return False
-        except IndexError:
+            held = kt[handle + handle]
+        except (IndexError, TypeError):
             return False
+        if held is None or handle < _FIRST_TIMER or (key is not None and held is not key):
+            return False
+        idx = handle
         self._due[idx] = due_tick  # first: a bad due_tick raises before anything moved
         if tag is not None:
             kt[idx + idx + 1] = tag
@@ -363,10 +358,9 @@ class TimingWheel:
         prv[sentinel] = canonical
         return True
 
-    def due_of(self, handle: int) -> int | None:
+    def due_of(self, handle: int, key: Any = None) -> int | None:
         """The due tick of a pending timer, or None if the handle is no longer pending."""
-        idx = self._live(handle)
-        return None if idx < 0 else self._due[idx]
+        return self._due[handle] if self._live(handle, key) else None
 
     def _release(self, idx: int) -> None:
         """Unlink ``idx`` from its bucket and put it on the free list."""
@@ -641,7 +635,7 @@ class TimingWheel:
         """Bytes held by the wheel's arrays and lists (not the keys and tags they point to)."""
         import sys
 
-        return sum(sys.getsizeof(a) for a in (self._next, self._prev, self._due, self._gen, self._kt))
+        return sum(sys.getsizeof(a) for a in (self._next, self._prev, self._due, self._kt))
 
     def __repr__(self) -> str:
         return f"<TimingWheel now={self._now} pending={self._count} capacity={len(self._due)}>"

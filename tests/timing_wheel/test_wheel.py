@@ -64,17 +64,17 @@ ops = st.lists(
 def test_wheel_fires_exactly_what_a_heap_oracle_fires(start: int, script: list[tuple[str, int]]) -> None:
     wheel = TimingWheel(start)
     oracle = Oracle(start)
-    handles: list[tuple[int, int]] = []
+    handles: list[tuple[int, int, Any]] = []
     n = 0
     for op, arg in script:
         if op in ("schedule", "schedule_far"):
             due = max(0, wheel.now + arg) if op == "schedule" else arg
             key = ("k", n)
             n += 1
-            handles.append((wheel.schedule(due, key, n % 3), oracle.schedule(due, key, n % 3)))
+            handles.append((wheel.schedule(due, key, n % 3), oracle.schedule(due, key, n % 3), key))
         elif op == "cancel" and handles:
-            h, s = handles[arg % len(handles)]
-            assert wheel.cancel(h) == oracle.cancel(s)
+            h, s, key = handles[arg % len(handles)]
+            assert wheel.cancel(h, key) == oracle.cancel(s)  # stale handles included: the key tells
         elif op in ("advance", "jump", "expire"):
             to = wheel.now + arg
             expected = oracle.advance(to)
@@ -146,10 +146,12 @@ def test_cancel_twice_and_after_fire() -> None:
     assert wheel.cancel(h1) is False
     assert list(wheel.advance(20)) == [("b", 2)]
     assert wheel.cancel(h2) is False
-    # the freed index is reused: an old handle must not cancel the new timer
+    # the freed index is reused: an old handle, with the key it was armed with, must not cancel the new timer
     h3 = wheel.schedule(30, "c", 3)
-    assert wheel.cancel(h1) is False and wheel.cancel(h2) is False
-    assert wheel.due_of(h3) == 30
+    assert h3 in (h1, h2)  # a handle is the index: no object per timer
+    assert wheel.cancel(h1, "a") is False and wheel.cancel(h2, "b") is False
+    assert wheel.reschedule(h3, 31, key="a") is False and wheel.due_of(h3, "b") is None
+    assert wheel.due_of(h3) == 30 and wheel.due_of(h3, "c") == 30
     assert list(wheel.advance(30)) == [("c", 3)]
     assert len(wheel) == 0
 
@@ -276,17 +278,18 @@ def test_reschedule_moves_like_cancel_plus_schedule(script: list[tuple[str, int]
     for n, (op, arg) in enumerate(script):
         if op == "schedule":
             due = wheel.now + arg - 50
-            live.append([wheel.schedule(max(due, 0), ("k", n), n % 4), oracle.schedule(max(due, 0), ("k", n), n % 4), ("k", n), n % 4])
+            key = ("k", n)  # one object: a handle is checked against the very key it was armed with
+            live.append([wheel.schedule(max(due, 0), key, n % 4), oracle.schedule(max(due, 0), key, n % 4), key, n % 4])
         elif op == "move" and live:
             entry = live[arg % len(live)]
             due = max(wheel.now + arg % 700 - 100, 0)
-            moved = wheel.reschedule(entry[0], due)
+            moved = wheel.reschedule(entry[0], due, key=entry[2])
             assert moved == oracle.cancel(entry[1])
             if moved:
                 entry[1] = oracle.schedule(due, entry[2], entry[3])
         elif op == "cancel" and live:
             entry = live[arg % len(live)]
-            assert wheel.cancel(entry[0]) == oracle.cancel(entry[1])
+            assert wheel.cancel(entry[0], entry[2]) == oracle.cancel(entry[1])
         elif op == "advance":
             to = wheel.now + arg
             assert list(wheel.advance(to)) == oracle.advance(to)
@@ -303,7 +306,8 @@ def test_reschedule_of_a_fired_or_cancelled_timer_is_refused() -> None:
     assert wheel.reschedule(h, 20) is False and len(wheel) == 0
     h2 = wheel.schedule(30, "b", 1)
     assert wheel.cancel(h2) and wheel.reschedule(h2, 40) is False
-    assert wheel.reschedule(12345678, 40) is False
+    assert wheel.reschedule(12345678, 40) is False and wheel.cancel(-3) is False and wheel.cancel(2.5) is False  # type: ignore[arg-type]
+    assert wheel.cancel(0) is False and wheel.due_of(-1) is None  # sentinel indices are not timers
 
 
 def test_reschedule_can_change_the_tag() -> None:
