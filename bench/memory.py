@@ -10,6 +10,11 @@ runtime does, or in a plain list (``timers="list"``, to separate the wheel's sha
 
 * ``bytes_per_cart``: (RSS after - RSS before) / N, RSS read from ``/proc/self/statm`` (no tracemalloc:
   it would double the heap). Everything is in it: carts, profiles, packed contents, dict entries, timers.
+  Measured twice at the first size: with a profile per cart (the worst case for profiles: no shopper
+  has two carts) and with anonymous carts (``profiles=none``): the difference is what a shopper's
+  profile costs (its id, its record and its entry in the store's book), once per shopper however many
+  carts they have. The per-cart target is read on the anonymous run; the other shows the worst case.
+* ``index_bytes_per_cart``: the registry's dict (``sys.getsizeof``: entries and hash table) per cart.
 * ``packed_bytes_per_cart``: the cart's packed contents (items, value, currency, checkout URL) plus the
   profile's packed record, as ``sys.getsizeof`` of those ``bytes`` objects, and
   ``bytes_per_cart_unpacked`` = ``bytes_per_cart - packed_bytes_per_cart``: what the structure costs
@@ -57,11 +62,11 @@ def _rss() -> int:
         return int(f.read().split()[1]) * _PAGE
 
 
-def _event(i: int) -> dict[str, Any]:
+def _event(i: int, profile: bool = True) -> dict[str, Any]:
     """The ``i``-th cart's first ``cart.updated`` event (deterministic, realistic sizes)."""
     h = (i * 0x9E3779B97F4A7C15 + 0x7F4A7C15) & ((1 << 96) - 1)
     cart = f"cart_{h:024x}"
-    return {
+    event = {
         "type": "cart.updated", "store": "demo", "cart": cart,
         "profile": {"id": f"cus_{h >> 32:016x}", "email": f"shopper.{i}@example.com", "consent": {"email": True}},
         "items": [
@@ -71,9 +76,13 @@ def _event(i: int) -> dict[str, Any]:
         ],
         "value": 62.85, "currency": "EUR", "checkout_url": f"https://shop.example.com/checkout/{cart}",
     }
+    if not profile:
+        del event["profile"]
+    return event
 
 
-def measure(n: int, *, timers: str = "wheel", progress: Callable[[str], None] = print) -> dict[str, Any]:
+def measure(n: int, *, timers: str = "wheel", profiles: bool = True,
+            progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Build ``n`` carts in this process and measure them (see the module docstring)."""
     from actors import Registry, StoreRules
 
@@ -89,7 +98,7 @@ def measure(n: int, *, timers: str = "wheel", progress: Callable[[str], None] = 
     began = time.perf_counter()
     step = max(n // 10, 1)
     for i in range(n):
-        effects = reg.apply(_event(i), _START_S + i * 0.001)
+        effects = reg.apply(_event(i, profiles), _START_S + i * 0.001)
         assert effects is not None
         _, actor, due_s, tag = effects[0]
         if wheel is not None:
@@ -107,9 +116,11 @@ def measure(n: int, *, timers: str = "wheel", progress: Callable[[str], None] = 
     book = reg.stores["demo"].profiles
     packed_items = sum(sys.getsizeof(a.blob) for a in sample if a) / len(sample)
     packed_profile = sum(sys.getsizeof(book._records[a.profile]) for a in sample if a and a.profile) / len(sample)
+    carts_dict = reg._carts["demo"]
+    index_bytes = sys.getsizeof(carts_dict) / n  # the registry's dict: entries and hash table
     # the hot path: repeated updates of live carts return no effect and touch no timer
     m = min(n, 200_000)
-    events = [_event((i * 7919) % n) for i in range(m)]
+    events = [_event((i * 7919) % n, profiles) for i in range(m)]
     began = time.perf_counter()
     now = _START_S + n * 0.001
     for event in events:
@@ -125,15 +136,17 @@ def measure(n: int, *, timers: str = "wheel", progress: Callable[[str], None] = 
     gc_frozen_s = time.perf_counter() - began
     gc.unfreeze()
     return {
-        "carts": n, "timers": timers, "bytes_per_cart": per_cart, "packed_items": packed_items,
+        "carts": n, "timers": timers, "profiles": profiles, "index_bytes": index_bytes, "bytes_per_cart": per_cart, "packed_items": packed_items,
         "packed_profile": packed_profile, "rss": rss, "build_rate": n / build_s, "update_rate": m / update_s,
         "gc_full_s": gc_full_s, "gc_full_frozen_s": gc_frozen_s, "live": len(reg),
     }
 
 
-def _child(n: int, timers: str, progress: Callable[[str], None]) -> dict[str, Any]:
+def _child(n: int, timers: str, progress: Callable[[str], None], profiles: bool = True) -> dict[str, Any]:
     """Run :func:`measure` in a fresh interpreter, forwarding its progress lines."""
     cmd = [sys.executable, "-m", "bench.memory", "--child", "--carts", str(n), "--timers", timers]
+    if not profiles:
+        cmd.append("--no-profiles")
     proc = subprocess.Popen(cmd, cwd=_ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     result: dict[str, Any] | None = None
@@ -149,7 +162,7 @@ def _child(n: int, timers: str, progress: Callable[[str], None]) -> dict[str, An
 
 
 def _rows(r: dict[str, Any]) -> list[dict[str, Any]]:
-    params = {"carts": r["carts"], "timers": r["timers"]}
+    params = {"carts": r["carts"], "timers": r["timers"], "profiles": "per cart" if r["profiles"] else "none"}
     packed = r["packed_items"] + r["packed_profile"]
 
     def row(metric: str, value: float, unit: str) -> dict[str, Any]:
@@ -160,6 +173,7 @@ def _rows(r: dict[str, Any]) -> list[dict[str, Any]]:
         row("bytes_per_cart_unpacked", r["bytes_per_cart"] - packed, "B"),
         row("packed_bytes_per_cart", packed, "B"),
         row("packed_item_bytes_per_cart", r["packed_items"], "B"),
+        row("index_bytes_per_cart", r["index_bytes"], "B"),
         row("rss", r["rss"], "B"),
         row("projected_rss_10m_carts", r["bytes_per_cart"] * 10_000_000, "B"),
         row("build_rate", r["build_rate"], "carts/s"),
@@ -176,9 +190,10 @@ def run(quick: bool = False, progress: Callable[[str], None] = print) -> list[di
     """
     sizes = (50_000, 200_000) if quick else (1_000_000, 5_000_000)
     rows: list[dict[str, Any]] = []
-    for n, timers in ((sizes[0], "wheel"), (sizes[0], "list"), (sizes[1], "wheel")):
-        progress(f"memory: building {n:,} carts (timers in a {timers})")
-        result = _child(n, timers, progress)
+    for n, timers, profiles in ((sizes[0], "wheel", True), (sizes[0], "wheel", False), (sizes[0], "list", True),
+                                (sizes[1], "wheel", True)):
+        progress(f"memory: building {n:,} carts (timers in a {timers}, {'a profile each' if profiles else 'no profiles'})")
+        result = _child(n, timers, progress, profiles)
         progress(
             f"memory: {n:,} carts: {result['bytes_per_cart']:.0f} B/cart "
             f"({result['bytes_per_cart'] - result['packed_items'] - result['packed_profile']:.0f} B + "
@@ -193,16 +208,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="50 k and 200 k carts instead of 1 M and 5 M")
     parser.add_argument("--carts", type=int, help="measure this one size only")
     parser.add_argument("--timers", choices=("wheel", "list"), default="wheel")
+    parser.add_argument("--no-profiles", action="store_true", help="anonymous carts (no shopper profile)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         def emit(line: str) -> None:
             print(json.dumps({"progress": line}), flush=True)
 
-        print(json.dumps({"result": measure(args.carts, timers=args.timers, progress=emit)}), flush=True)
+        result = measure(args.carts, timers=args.timers, profiles=not args.no_profiles, progress=emit)
+        print(json.dumps({"result": result}), flush=True)
         return 0
     if args.carts:
-        rows = _rows(_child(args.carts, args.timers, lambda line: print(line, file=sys.stderr)))
+        rows = _rows(_child(args.carts, args.timers, lambda line: print(line, file=sys.stderr), not args.no_profiles))
     else:
         rows = run(args.quick, lambda line: print(line, file=sys.stderr))
     for row in rows:
