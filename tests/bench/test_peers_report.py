@@ -200,3 +200,19 @@ def test_report_with_no_results_fails_cleanly(tmp_path: Path, capsys: pytest.Cap
     assert report.main(str(tmp_path), str(tmp_path / "RESULTS.md")) == 2
     assert "no results" in capsys.readouterr().err
     assert not (tmp_path / "RESULTS.md").exists()
+
+
+def test_e2e_summary_states_the_open_phase_targets_at_one_million_carts() -> None:
+    from bench import e2e
+
+    def row(phase: str, metric: str, value: float, carts: int = 1_000_000) -> dict:
+        return {"impl": "engine", "params": {"carts": carts, "phase": phase}, "metric": metric, "value": value, "unit": "ms"}
+
+    rows = [row("open", "reply_p99", 12.0), row("open", "timer_lag_p99", 150.0), row("saturated", "timer_lag_p99", 30.0),
+            row("timers", "timer_lag_p99", 10.0), row("open", "reply_p99", 1.0, carts=5_000_000)]
+    out = {r["metric"]: r for r in e2e._summary(rows, e2e.OPEN_TARGET_RATE) if r["params"]["carts"] == 1_000_000}
+    assert out["open_reply_p99_vs_target"]["value"] == pytest.approx(1.2) and not out["open_reply_p99_vs_target"]["params"]["met"]
+    assert out["open_timer_lag_p99_vs_target"]["params"]["met"] and out["timer_lag_p99_saturated_vs_idle"]["value"] == 3.0
+    assert not any(r["metric"].startswith("open_") for r in e2e._summary(rows, 20_000))  # another offered load: no claim
+    assert not any(r["metric"].startswith("open_") and r["params"]["carts"] != 1_000_000
+                   for r in e2e._summary(rows, e2e.OPEN_TARGET_RATE))
