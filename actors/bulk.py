@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover
             mapping[x] = mapping.get(x, 0) + 1
 
 __all__ = [
-    "CART_FIELDS", "CART_WIDTH", "STATE_CODES", "cart_row", "load_carts", "load_profiles", "new_counts", "row_of_state",
+    "CART_FIELDS", "CART_WIDTH", "STATE_CODES", "cart_row", "load_carts", "load_profiles", "book_ids", "new_counts", "row_of_state",
     "settle_refs", "state_of_row",
 ]
 
@@ -124,7 +124,7 @@ def load_profiles(registry: Any, store: str, flat: list[Any], skip: AbstractSet[
 
 def load_carts(registry: Any, store: str, flat: list[Any], *, counts: dict[str, int],
                schedule_many: Callable[[list[int], list[Any], list[Any]], list[Any]], tick_s: float,
-               skip: Container[str] = _EMPTY) -> int:
+               skip: Container[str] = _EMPTY, ids: dict[Any, Any] | None = None) -> int:
     """Rebuild ``store``'s carts from a chunk's flat fields and arm their timers; returns how many.
 
     Args:
@@ -133,6 +133,8 @@ def load_carts(registry: Any, store: str, flat: list[Any], *, counts: dict[str, 
         schedule_many: the wheel's ``schedule_many(due_ticks, actors, tags) -> handles``.
         tick_s: the wheel's tick (seconds); a due time goes to the first tick at or after it.
         skip: cart ids not to load (a newer copy of them comes later, or a tombstone).
+        ids: from :func:`book_ids`: a cart then holds its profile's id as the very string that keys
+            the book, as carts built by events do (a decoded copy would cost ~60 bytes per cart).
 
     A cart already loaded (a full cut can hold a cart twice, identically) keeps its first copy.
 
@@ -142,14 +144,14 @@ def load_carts(registry: Any, store: str, flat: list[Any], *, counts: dict[str, 
     if len(flat) % CART_WIDTH:
         raise ValueError(f"a cart chunk holds {CART_WIDTH} values per cart, got {len(flat)} values")
     # Checked in C-speed passes over the columns, so that the loop below needs no checks.
-    ids = flat[0::CART_WIDTH]
-    if set(map(type, ids)) - {str}:
-        bad = next(c for c in ids if type(c) is not str)
+    cart_ids = flat[0::CART_WIDTH]
+    if set(map(type, cart_ids)) - {str}:
+        bad = next(c for c in cart_ids if type(c) is not str)
         raise ValueError(f"cart id {bad!r} is not a string")
     codes = flat[3::CART_WIDTH]
     if not _VALID_CODES.issuperset(codes):
         bad_at = next(i for i, c in enumerate(codes) if c not in _VALID_CODES or type(c) is not int)
-        raise ValueError(f"cart {str(ids[bad_at])[:80]!r}: unknown state number {codes[bad_at]!r}")
+        raise ValueError(f"cart {str(cart_ids[bad_at])[:80]!r}: unknown state number {codes[bad_at]!r}")
     rules = registry.rules(store)
     carts = registry._carts.setdefault(rules.id, {})
     by_code = [0] * len(_TAG_OF)
@@ -162,6 +164,7 @@ def load_carts(registry: Any, store: str, flat: list[Any], *, counts: dict[str, 
     ticks: list[int] = []
     armed: list[CartActor] = []
     tags: list[int] = []
+    canonical = (ids if ids is not None else {}).get
     it = iter(flat)
     uncount: list[Any] = []  # profiles of carts not loaded after all (skipped, second copies): rare
     for cart, pid, blob, code, flags, seen, due, run, step, since, held, touch in zip(it, it, it, it, it, it, it, it, it, it, it, it):
@@ -172,7 +175,7 @@ def load_carts(registry: Any, store: str, flat: list[Any], *, counts: dict[str, 
         a = new(CartActor)
         a.store = rules
         a.cart = cart
-        a.profile = pid
+        a.profile = canonical(pid, pid)
         a.blob = blob
         a.state = state
         a.flags = flags
@@ -205,6 +208,13 @@ def load_carts(registry: Any, store: str, flat: list[Any], *, counts: dict[str, 
     for (state, _), k in zip(_TAG_OF, by_code):
         registry_counts[state] += k
     return n
+
+
+def book_ids(registry: Any, store: str) -> dict[str, str]:
+    """``{id: id}`` over ``store``'s profile book, mapping an equal string to the book's own key object
+    (see :func:`load_carts`). Made in C; load profiles first."""
+    records = registry.rules(store).profiles._records
+    return dict(zip(records, records))
 
 
 def new_counts(registry: Any, store: str) -> dict[Any, int]:

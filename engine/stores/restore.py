@@ -33,7 +33,7 @@ from typing import Any
 
 import msgpack
 
-from actors.bulk import load_carts, load_profiles, new_counts, row_of_state, settle_refs
+from actors.bulk import book_ids, load_carts, load_profiles, new_counts, row_of_state, settle_refs
 from actors.effects import LogRecord
 from engine.intents import Entry
 from engine.stores.base import (
@@ -189,11 +189,13 @@ def _load_actors(loaded: Loaded, registry: Any, runtime: Any, report: RestoreRep
     total = int(loaded.meta.get("carts") or 0) or len(c_chunks) + len(c_live)
     meter = _Progress(total, progress)
     counts: dict[str, dict[str, int]] = {}
+    ids: dict[str, dict[str, str]] = {}
 
     def counter(store: str) -> dict[str, int]:
         found = counts.get(store)
         if found is None:
             found = counts[store] = new_counts(registry, store)
+            ids[store] = book_ids(registry, store)
         return found
 
     wheel = runtime.wheel
@@ -203,7 +205,7 @@ def _load_actors(loaded: Loaded, registry: Any, runtime: Any, report: RestoreRep
         store, flat = _chunk(where, name, value, "cart")
         try:
             done += load_carts(registry, store, flat, counts=counter(store), schedule_many=wheel.schedule_many,
-                               tick_s=tick_s, skip=c_skip.get(store, _NONE))
+                               tick_s=tick_s, skip=c_skip.get(store, _NONE), ids=ids[store])
         except (ValueError, TypeError, KeyError) as exc:
             raise CorruptStore(f"{where} chunk {_chunk_no(name)}: not a cartwheel cart chunk ({exc})") from None
         meter.tick(done)
@@ -211,7 +213,7 @@ def _load_actors(loaded: Loaded, registry: Any, runtime: Any, report: RestoreRep
         try:
             store, row = row_of_state(_unpackb(value, raw=False, strict_map_key=False))
             done += load_carts(registry, store, row, counts=counter(store),
-                               schedule_many=wheel.schedule_many, tick_s=tick_s)
+                               schedule_many=wheel.schedule_many, tick_s=tick_s, ids=ids[store])
         except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data naming the key
             raise CorruptStore(f"{where} field {name[:80]!r}: not a cartwheel cart ({type(exc).__name__}: {exc})") from None
         if done & 0x3FFF == 0:

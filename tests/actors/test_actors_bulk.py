@@ -12,6 +12,7 @@ from actors import FINAL_STATES, SCHEDULE, TAG_IDLE, TAG_PURGE, TAG_STEP, CartAc
 from actors.bulk import (
     CART_WIDTH,
     STATE_CODES,
+    book_ids,
     cart_row,
     load_carts,
     load_profiles,
@@ -65,7 +66,8 @@ def profile_chunk(reg: Registry, store: str = "demo") -> list:
 def load_into(fresh: Registry, carts: list, profiles: list, wheel: TimingWheel, **kw: object) -> dict:
     load_profiles(fresh, "demo", profiles)
     counts = new_counts(fresh, "demo")
-    load_carts(fresh, "demo", carts, counts=counts, schedule_many=wheel.schedule_many, tick_s=TICK_S, **kw)  # type: ignore[arg-type]
+    load_carts(fresh, "demo", carts, counts=counts, schedule_many=wheel.schedule_many, tick_s=TICK_S,
+               ids=book_ids(fresh, "demo"), **kw)  # type: ignore[arg-type]
     settle_refs(fresh, "demo", counts)
     return counts
 
@@ -80,6 +82,9 @@ def test_chunk_round_trip_restores_every_cart_timer_and_count() -> None:
     assert sorted(a.to_state() for a in fresh) == states
     assert len(fresh) == len(reg) and fresh.carts_by_state() == reg.carts_by_state()
     assert fresh.profile("demo", "p").to_state() == reg.profile("demo", "p").to_state()  # type: ignore[union-attr]
+    keys = {k: k for k in fresh.stores["demo"].profiles._records}
+    linked = [a for a in fresh if a.profile is not None]
+    assert linked and all(a.profile is keys[a.profile] for a in linked)  # the book's own id string, not a copy
     armed = [a for a in fresh if a.due is not None]
     assert len(wheel) == len(armed)
     fired = wheel.expire(math.ceil((T0 + 30 * DAY) / TICK_S))
