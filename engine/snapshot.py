@@ -94,6 +94,8 @@ _crc32 = zlib.crc32
 _LOG_FIELDS = LogRecord.__slots__
 #: prefix of a profile value that is an ``actors.profiles.ProfileBook`` record as it is kept in memory
 _RAW_PROFILE = b"R"
+#: a cut's ``log_end`` for a message log that cannot tell its newest record: take whatever is there
+_LOG_ANY = object()
 
 
 class RecordingDeduper(Deduper):
@@ -126,6 +128,7 @@ class _Cut:
         "cow_profiles",
         "full",
         "globals",
+        "log_end",
         "lsn",
         "meta",
         "n_carts",
@@ -134,6 +137,7 @@ class _Cut:
         "profile_rows",
         "profiles",
         "profiles_done",
+        "recent_ids",
         "started",
     )
 
@@ -159,6 +163,11 @@ class _Cut:
         self.n_carts = 0
         self.buffered = 0
         self.globals: tuple[Any, ...] = ()
+        #: ingest event ids first seen before the cut, and the newest message-log record at the cut:
+        #: what is applied while the cut encodes belongs to the next one (an id stored without its
+        #: event's effect would make the client's re-sent event a "duplicate" after a restore)
+        self.recent_ids: list[tuple[str, str, float]] = []
+        self.log_end: Any = None
 
 
 class Snapshotter:
@@ -401,6 +410,10 @@ class Snapshotter:
         now = runtime.clock.now()
         stats = runtime.stats
         cut.globals = self._globals_now()
+        if self.deduper is not None:
+            cut.recent_ids, self.deduper.recent = self.deduper.recent, []
+        records_deque = getattr(runtime.msglog, "_records", None)
+        cut.log_end = _LOG_ANY if records_deque is None else records_deque[-1] if records_deque else None
         credits = {sid: rules.credits for sid, rules in registry.stores.items() if rules.credits is not None}
         metrics = dict(getattr(stats, "metrics", {}))
         sends = {ch: dict(v) for ch, v in getattr(stats, "sends", {}).items()}
@@ -415,32 +428,41 @@ class Snapshotter:
         self._hooks(True)
         return cut
 
-    def _log_since_cut(self, everything: bool) -> list[Any]:
+    def _log_since_cut(self, everything: bool, end: Any) -> list[Any]:
+        """Message-log records after the previous cut's last one, up to ``end`` (the newest at this cut,
+        None when the log was empty then; records appended while the cut encoded are the next cut's)."""
         msglog = self.runtime.msglog
-        if everything:
-            records = list(msglog)
-        else:
-            records = []
-            last = self._last_log
-            # MessageLog iterates oldest first; its deque walks back from the newest for free.
-            records_deque = getattr(msglog, "_records", None)
-            newest_first = reversed(records_deque) if records_deque is not None else reversed(list(msglog))
-            for record in newest_first:
-                if record is last:
-                    break
-                records.append(record)
-            records.reverse()
+        records = []
+        if end is None:
+            if everything:
+                self._last_log = None
+            return []
+        last = None if everything else self._last_log
+        # MessageLog iterates oldest first; its deque walks back from the newest for free.
+        records_deque = getattr(msglog, "_records", None)
+        newest_first = reversed(records_deque) if records_deque is not None else reversed(list(msglog))
+        reached = end is _LOG_ANY
+        for record in newest_first:
+            if not reached:
+                if record is not end:
+                    continue
+                reached = True
+            if record is last:
+                break
+            records.append(record)
+        records.reverse()
         if records:
             self._last_log = records[-1]
         elif everything:
             self._last_log = None
         return [[getattr(r, f) for f in _LOG_FIELDS] for r in records]
 
-    def _dedup_since_cut(self, now: float, everything: bool) -> list[tuple[float, bytes]]:
+    def _dedup_since_cut(self, now: float, everything: bool, recent: list[tuple[str, str, float]]) -> list[tuple[float, bytes]]:
+        """Event-id blobs to write: ``recent`` (the ids the cut took) packed, plus what earlier cuts
+        could not commit (all of them, with ``everything``)."""
         deduper = self.deduper
         if deduper is None:
             return []
-        recent, deduper.recent = deduper.recent, []
         if recent:
             blob = (recent[-1][2], _packb(recent, use_bin_type=True))
             self.dedup_blobs.append(blob)
@@ -574,8 +596,8 @@ class Snapshotter:
                 everything = full and (rewrite or self.store.kind == "file")
                 meta = cut.meta
                 meta["gen"] = self.gen
-                log_records = self._log_since_cut(everything)
-                dedup = self._dedup_since_cut(meta["at"], everything)
+                log_records = self._log_since_cut(everything, cut.log_end)
+                dedup = self._dedup_since_cut(meta["at"], everything, cut.recent_ids)
                 prune = self.ledger.prunable(cut.lsn) if self.ledger is not None else {}
                 write = SnapshotWrite(
                     full=full, gen=self.gen, cut=cut.lsn, meta=meta, carts=cut.carts, profiles=cut.profiles,
