@@ -49,7 +49,11 @@ Time. ``now`` is the engine clock (unix seconds); events carry ``ts``. An event'
 ``t = max(seen, min(ts, now))``: an event cannot be later than the engine's now (a skewed shop clock is
 clamped), and an event older than what the cart already saw (out of order) is still applied — its
 contents replace the cart's, an order still converts — but at the cart's current time ``seen``, which
-never moves backwards. Abandonment and flow steps are anchored at those times (abandoned at
+never moves backwards. One exception: a cart update stamped in the past (``ts < now``) and no newer
+than ``seen`` does not reopen a cart that is in a run or final. It reports activity the cart already
+knew of, from before the abandonment or the purchase (a late event, or one a client sends again after a
+restart, possibly after the engine forgot its id), so it is ignored there instead of cancelling the
+run and starting a new one. Abandonment and flow steps are anchored at those times (abandoned at
 ``seen + abandon_after``, step ``k`` at ``abandoned_at + after_k``), not at when a timer happens to fire,
 so a late timer (100 ms ticks, or a restart after downtime) sends late but never shifts the schedule.
 
@@ -202,6 +206,9 @@ class CartActor:
         """
         ts = event.get("ts")
         t = now if ts is None or ts > now else ts
+        # stale: stamped in the past and not newer than what the cart has already seen (a late event,
+        # or one a client sends again after a restart)
+        stale = t < now and t <= self.seen
         if t > self.seen:
             self.seen = t
         else:
@@ -210,7 +217,9 @@ class CartActor:
         if etype == "cart.updated" or etype == "checkout.started":
             state = self.state
             if state is not ACTIVE:
-                return self._reactivate(event, t, state)
+                # A late or re-sent update reports activity from before the abandonment (or the purchase):
+                # it does not bring the shopper back, so the run (or the final state) stands.
+                return None if stale else self._reactivate(event, t, state)
             self._set_contents(event)
             if etype == "checkout.started":
                 self.flags |= HIGH_INTENT

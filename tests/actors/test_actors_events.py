@@ -295,3 +295,28 @@ def test_actor_and_profile_state_round_trip() -> None:
     reg = Registry({"demo": rules})
     effects = reg.load_cart(state)
     assert effects is not None and effects[0][0] is SCHEDULE and effects[0][2] == 1900.0
+
+
+def test_a_late_or_resent_update_does_not_reopen_a_cart_in_a_run_or_final() -> None:
+    """An update stamped in the past and no newer than what the cart saw is old news for a cart in a run:
+    the run goes on (a client re-sending events after a restart must not start run 2)."""
+    reg, sim = fresh()
+    first = cart_event(prof=profile(), ts=T0)
+    sim.apply(first, T0)
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"}, T0 + MIN)
+    actor = reg.cart("demo", "c1")
+    assert actor is not None and actor.state is CartState.ABANDONED and actor.run == 1
+    sim.apply(dict(first), T0 + 2 * HOUR)  # the same event again, hours later
+    sim.apply(cart_event(prof=profile(), ts=T0 - MIN), T0 + 2 * HOUR)  # an older one, late
+    assert actor.state is not CartState.ACTIVE and actor.run == 1 and actor.seen == T0 + MIN
+    sends_before = len(sim.sends)
+    sim.advance(T0 + 3 * DAY)
+    assert len(sim.sends) > sends_before  # the flow went on
+    # new activity (stamped now) does reopen it, and a purchase is not undone by a late update
+    sim.apply(cart_event(prof=profile()), sim.now)
+    assert actor.state is CartState.ACTIVE
+    sim.apply({"type": "order.completed", "store": "demo", "cart": "c1", "order": "o"}, sim.now + MIN)
+    bought = reg.cart("demo", "c1")
+    assert bought is not None and bought.state in (CartState.CONVERTED, CartState.RECOVERED)
+    sim.apply(cart_event(prof=profile(), ts=T0), sim.now + MIN)
+    assert bought.state in (CartState.CONVERTED, CartState.RECOVERED)
