@@ -28,7 +28,7 @@ from collections.abc import Callable, Container
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from actors.cart import _STATE_OF, TAG_IDLE, TAG_PURGE, TAG_STEP, CartActor
+from actors.cart import _STATE_OF, TAG_IDLE, TAG_PURGE, TAG_STEP, CartActor, pack_run
 from actors.profiles import ProfileBook, record_refs, with_refs
 from actors.states import FINAL_STATES, CartState
 
@@ -182,12 +182,16 @@ def load_carts(registry: Any, store: str, flat: list[Any], *, counts: dict[str, 
         a.seen = seen
         a.due = due
         a.timer = None
-        a.run = run
-        a.step = step if step <= n_steps else n_steps
-        a.since = since
-        # held: the flow may have changed since, so steps it no longer has are dropped
-        a.held = (tuple(sorted((d, s, c) for d, s, c in held if 1 <= s <= flow_steps)) or None) if held else None
-        a.touch = None if touch is None else (touch[0], touch[1], touch[2], touch[3])
+        if run or step or since is not None or held or touch is not None:  # a cart that has run a flow
+            # held: the flow may have changed since, so steps it no longer has are dropped
+            a.packed_run = pack_run([
+                run, step if step <= n_steps else n_steps, since,
+                ([[d, s, c] for d, s, c in sorted((d, s, c) for d, s, c in held if 1 <= s <= flow_steps)] or None)
+                if held else None,
+                None if touch is None else [touch[0], touch[1], touch[2], touch[3]],
+            ])
+        else:
+            a.packed_run = None
         if put(cart, a) is not a:
             uncount.append(pid)
             continue  # a second copy of the same cart
