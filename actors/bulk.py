@@ -28,7 +28,9 @@ from collections.abc import Callable, Container
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from actors.cart import _STATE_OF, TAG_IDLE, TAG_PURGE, TAG_STEP, CartActor, pack_run
+import msgpack
+
+from actors.cart import _STATE_OF, NO_RUN, TAG_IDLE, TAG_PURGE, TAG_STEP, CartActor, pack_run
 from actors.profiles import ProfileBook, record_refs, with_refs
 from actors.states import FINAL_STATES, CartState
 
@@ -40,8 +42,8 @@ except ImportError:  # pragma: no cover
             mapping[x] = mapping.get(x, 0) + 1
 
 __all__ = [
-    "CART_FIELDS", "CART_WIDTH", "STATE_CODES", "cart_row", "load_carts", "load_profiles", "book_ids", "new_counts", "row_of_state",
-    "settle_refs", "state_of_row",
+    "CART_FIELDS", "CART_WIDTH", "STATE_CODES", "book_ids", "cart_row", "load_carts", "load_profiles", "new_counts",
+    "row_of_state", "settle_refs", "state_of_row",
 ]
 
 #: the fields of one cart in a chunk, in order (``CartActor.to_state()`` without the store id, except
@@ -61,17 +63,20 @@ _TAG_OF: tuple[tuple[CartState, int], ...] = tuple(
 )
 _EMPTY: frozenset[str] = frozenset()
 _new = CartActor.__new__
+_unpackb = msgpack.unpackb
 _VALID_CODES = frozenset(range(len(_TAG_OF)))
 _CODE_OF = STATE_CODES
 
 
 def cart_row(actor: CartActor, out: list[Any]) -> None:
-    """Append ``actor``'s :data:`CART_WIDTH` chunk fields to ``out`` (the snapshot side)."""
-    out += (
-        actor.cart, actor.profile, actor.blob, _CODE_OF[actor.state], actor.flags, actor.seen, actor.due, actor.run,
-        actor.step, actor.since, None if actor.held is None else [list(h) for h in actor.held],
-        None if actor.touch is None else list(actor.touch),
-    )
+    """Append ``actor``'s :data:`CART_WIDTH` chunk fields to ``out`` (the snapshot side).
+
+    The run fields come from ``packed_run`` in one unpack (its list is already the chunk's form: held
+    sends and the last message as lists), not through the five properties.
+    """
+    packed = actor.packed_run
+    out += (actor.cart, actor.profile, actor.blob, _CODE_OF[actor.state], actor.flags, actor.seen, actor.due)
+    out += NO_RUN if packed is None else _unpackb(packed)
 
 
 def row_of_state(state: list[Any]) -> tuple[str, list[Any]]:
