@@ -491,12 +491,15 @@ class CartActor:
 
     # ------------------------------------------------------------------ snapshots and introspection
     def to_state(self) -> list[Any]:
-        """Plain msgpack-able values (the timer handle is not saved: ``due`` is enough to re-arm)."""
+        """Plain msgpack-able values (the timer handle is not saved: ``due`` is enough to re-arm).
+
+        ``[store, cart, profile, blob, state, flags, seen, due, run, step, since, held, touch]``; the run
+        fields in one unpack of ``packed_run`` (held sends and the last message come out as lists).
+        """
+        packed = self.packed_run
         return [
-            self.store.id, self.cart, self.profile, self.blob, self.state.value,
-            self.flags, self.seen, self.due, self.run, self.step, self.since,
-            None if self.held is None else [list(h) for h in self.held],
-            None if self.touch is None else list(self.touch),
+            self.store.id, self.cart, self.profile, self.blob, self.state.value, self.flags, self.seen, self.due,
+            *(NO_RUN if packed is None else _unpackb(packed)),
         ]
 
     @classmethod
