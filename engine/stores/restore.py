@@ -42,7 +42,6 @@ from engine.stores.base import (
     JournalBatch,
     Loaded,
     Sequence,
-    cart_field,
     profile_state,
     split_field,
 )
@@ -149,43 +148,25 @@ def _load_actors(loaded: Loaded, registry: Any, runtime: Any, report: RestoreRep
     p_chunks, p_single = _split(loaded.profiles)
     c_chunks, c_single = _split(loaded.carts)
     # -- profiles
-    p_skip: dict[str, set[str]] = {}
-    p_live: list[tuple[str, str, str, bytes]] = []
-    for where, name, value in p_single:
-        try:
-            store, pid = split_field(name)
-        except ValueError as exc:
-            raise CorruptStore(f"{where} field {name[:80]!r}: {exc}") from None
-        p_skip.setdefault(store, set()).add(pid)
-        if value:
-            p_live.append((where, store, pid, value))
+    p_skip, p_live = _singles(p_single)
     for where, name, value in p_chunks:
         store, flat = _chunk(where, name, value, "profile")
         try:
             report.profiles += load_profiles(registry, store, flat, p_skip.get(store, _NONE))
         except (ValueError, TypeError) as exc:
             raise CorruptStore(f"{where} chunk {_chunk_no(name)}: not a cartwheel profile chunk ({exc})") from None
-    for where, store, pid, value in p_live:
+    for where, name, store, pid, value in p_live:
         try:
             if value[:1] == b"R":
                 load_profiles(registry, store, [pid, value[1:]])
             else:
-                registry.load_profile(*profile_state(cart_field(store, pid), value))
+                registry.load_profile(*profile_state(name, value))
         except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data naming the key
-            raise CorruptStore(f"{where} field {cart_field(store, pid)[:80]!r}: not a cartwheel profile "
+            raise CorruptStore(f"{where} field {name[:80]!r}: not a cartwheel profile "
                                f"({type(exc).__name__}: {exc})") from None
         report.profiles += 1
     # -- carts
-    c_skip: dict[str, set[str]] = {}
-    c_live: list[tuple[str, bytes, bytes]] = []
-    for where, name, value in c_single:
-        try:
-            store, cart = split_field(name)
-        except ValueError as exc:
-            raise CorruptStore(f"{where} field {name[:80]!r}: {exc}") from None
-        c_skip.setdefault(store, set()).add(cart)
-        if value:
-            c_live.append((where, name, value))
+    c_skip, c_live = _singles(c_single)
     total = int(loaded.meta.get("carts") or 0) or len(c_chunks) + len(c_live)
     meter = _Progress(total, progress)
     counts: dict[str, dict[str, int]] = {}
@@ -209,7 +190,7 @@ def _load_actors(loaded: Loaded, registry: Any, runtime: Any, report: RestoreRep
         except (ValueError, TypeError, KeyError) as exc:
             raise CorruptStore(f"{where} chunk {_chunk_no(name)}: not a cartwheel cart chunk ({exc})") from None
         meter.tick(done)
-    for where, name, value in c_live:
+    for where, name, _, _, value in c_live:
         try:
             store, row = row_of_state(_unpackb(value, raw=False, strict_map_key=False))
             done += load_carts(registry, store, row, counts=counter(store),
@@ -238,6 +219,26 @@ def _split(chunks: list[tuple[str, list[tuple[bytes, bytes]]]]) -> tuple[list[tu
         for name, value in items:
             (bulk if name[:1] == CHUNK_PREFIX else single).append((where, name, value))
     return bulk, single
+
+
+def _singles(fields: list[tuple[str, bytes, bytes]]) -> tuple[dict[str, set[str]], list[tuple[str, bytes, str, str, bytes]]]:
+    """``(skip, live)`` of single fields: the ids they name per store (a chunk's copy of them must not
+    load), and ``(where, name, store, id, value)`` of those that are not tombstones.
+
+    Raises:
+        CorruptStore: a field name that is not ``store\\0id``.
+    """
+    skip: dict[str, set[str]] = {}
+    live: list[tuple[str, bytes, str, str, bytes]] = []
+    for where, name, value in fields:
+        try:
+            store, key = split_field(name)
+        except ValueError as exc:
+            raise CorruptStore(f"{where} field {name[:80]!r}: {exc}") from None
+        skip.setdefault(store, set()).add(key)
+        if value:
+            live.append((where, name, store, key, value))
+    return skip, live
 
 
 def _chunk_no(name: bytes) -> str:
