@@ -10,7 +10,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODULES = sorted(p.stem for p in (ROOT / "actors").glob("*.py") if p.stem != "__init__")
-ALLOWED_TOP = {"actors", "msgpack", "timing_wheel", "__future__"} | set(sys.stdlib_module_names)
+ALLOWED_TOP = {"actors", "msgpack", "msgspec", "timing_wheel", "__future__"} | set(sys.stdlib_module_names)
 
 
 @pytest.mark.parametrize("module", MODULES)
