@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import msgspec
 
+from engine.schema import frame_kind, split_batch
 from engine.validate import Deduper, Validator, is_control
 
 __all__ = ["FrameHandler", "IngestProtocol", "IngestServer"]
@@ -36,6 +38,11 @@ __all__ = ["FrameHandler", "IngestProtocol", "IngestServer"]
 log = logging.getLogger("cartwheel.ingest")
 
 _packb = msgpack.packb
+_unpackb = msgpack.unpackb
+_Invalid = msgspec.ValidationError
+#: what a frame that is not msgpack raises, from the unpacker (cutting) or from decoding
+_NOT_MSGPACK = (msgpack.UnpackValueError, msgpack.FormatError, msgpack.StackError, msgspec.DecodeError,
+                ValueError, TypeError)
 _perf = time.perf_counter
 
 #: events handled per connection per loop turn before it yields (fairness with the tick driver)
@@ -75,35 +82,93 @@ class FrameHandler:
         self.barrier = barrier
 
     def handle(self, seq: int, frame: Any) -> dict[str, Any]:
-        """The reply to one (non-control) frame. Never raises on bad input."""
+        """The reply to one decoded (non-control) frame: a map, a list of maps, or anything (untrusted).
+
+        The general path (tests, tools, and frames the byte path below does not take). Never raises on
+        bad input.
+        """
         t0 = _perf()
-        stats = self.stats
-        stats.frames += 1
         now = self.now()
         if type(frame) is dict:
             events: Any = (frame,)
         elif type(frame) is list:
             if len(frame) > self.max_batch:
-                stats.events_rejected += len(frame)
-                return {"seq": seq, "accepted": 0,
-                        "rejected": [[0, f"frame: more than {self.max_batch} events in one batch"]]}
+                return self._too_big(seq, len(frame))
             events = frame
         else:
-            stats.events_rejected += 1
+            self.stats.frames += 1
+            self.stats.events_rejected += 1
             return {"seq": seq, "accepted": 0, "rejected": [[0, "frame: must be a map (an event) or an array of maps"]]}
         validate = self.validator.validate
+        checked = [event if (reason := validate(event, now)) is None else reason for event in events]
+        return self._apply(seq, checked, now, t0)
+
+    def handle_bytes(self, seq: int, data: bytes | bytearray) -> dict[str, Any] | None:
+        """The reply to one frame given as its msgpack bytes (hot path), or None for a ``sync`` frame.
+
+        Each event is decoded and type-checked in one go by the validator's msgspec decoder
+        (``engine.schema``); one that fails it is decoded by msgpack and given to
+        :meth:`Validator.validate`, which names the bad field. Every event of the frame is decoded
+        before any is applied, so bytes that turn out not to be msgpack reject the frame as a whole.
+
+        Raises:
+            ValueError, TypeError, msgspec.DecodeError, msgpack errors: ``data`` is not valid msgpack
+            (the caller closes the connection, as for a frame the stream decoder cannot cut).
+        """
+        t0 = _perf()
+        now = self.now()
+        kind = frame_kind(data[0])
+        if kind == 2:
+            raws = split_batch(data)
+            if len(raws) > self.max_batch:
+                return self._too_big(seq, len(raws))
+            event = self._event
+            checked: Any = [event(raw, now) for raw in raws]
+        elif kind == 1:
+            one = self._event(data, now, single=True)
+            if one is None:
+                return None
+            checked = (one,)
+        else:  # not a map or an array: the general path says so (or raises for bytes that are not msgpack)
+            return self.handle(seq, _unpackb(data, raw=False, strict_map_key=False))
+        return self._apply(seq, checked, now, t0)
+
+    def _event(self, raw: Any, now: float, single: bool = False) -> Any:
+        """One event's bytes -> the event (a dict, valid and normalised) or its rejection reason (str).
+
+        None for the ``sync`` control frame when ``single`` (the frame is that one event).
+        """
+        validator = self.validator
+        try:
+            event = validator.decoder.decode(raw)
+        except _Invalid:  # a rule broken (or a control frame): the validator says which, exactly
+            event = _unpackb(raw, raw=False, strict_map_key=False)
+            if single and is_control(event):
+                return None
+            reason = validator.validate(event, now)
+            return event if reason is None else reason
+        reason = validator.check_decoded(event, now)
+        return event if reason is None else reason
+
+    def _too_big(self, seq: int, events: int) -> dict[str, Any]:
+        self.stats.frames += 1
+        self.stats.events_rejected += events
+        return {"seq": seq, "accepted": 0,
+                "rejected": [[0, f"frame: more than {self.max_batch} events in one batch"]]}
+
+    def _apply(self, seq: int, checked: Any, now: float, t0: float) -> dict[str, Any]:
+        """Apply a frame's checked events (dicts; a str is that event's rejection reason) and reply."""
+        stats = self.stats
+        stats.frames += 1
         apply = self.apply
         deduper = self.deduper
         accepted = 0
         rejected: list[list[Any]] | None = None
-        for index, event in enumerate(events):
-            reason = validate(event, now)
-            if reason is None and event.get("type") == "sync":
-                reason = "type: sync is a control frame, not allowed inside a batch"
-            if reason is not None:
+        for index, event in enumerate(checked):
+            if type(event) is str:
                 if rejected is None:
                     rejected = []
-                rejected.append([index, reason])
+                rejected.append([index, event])
                 continue
             event_id = event.get("id")
             if event_id is not None and deduper is not None and deduper.seen(event["store"], event_id, now):
@@ -138,6 +203,12 @@ class IngestProtocol(asyncio.Protocol):
             max_bin_len=limits, max_str_len=limits, max_array_len=max(server.handler.max_batch, 1024),
             max_map_len=1 << 16, max_ext_len=limits,
         )
+        #: the bytes fed to the unpacker that are not yet a handled frame; ``offset`` is the stream
+        #: position of ``buffer[0]``, the start of the next frame. The unpacker only finds frame ends
+        #: (``skip``, then ``tell``); the frames themselves are decoded from here by
+        #: ``FrameHandler.handle_bytes``.
+        self.buffer = bytearray()
+        self.offset = 0
         self.transport: asyncio.Transport | None = None
         self.seq = 0
         self.pending: deque[bytes | asyncio.Future[bytes]] = deque()
@@ -179,6 +250,7 @@ class IngestProtocol(asyncio.Protocol):
         except msgpack.BufferFull:
             self._fail(f"frame: larger than {self.server.max_frame_bytes} bytes")
             return
+        self.buffer += data
         self._process()
 
     def _process(self) -> None:
@@ -193,37 +265,50 @@ class IngestProtocol(asyncio.Protocol):
         unpacker = self.unpacker
         handler = self.handler
         barrier = handler.barrier
+        buf = self.buffer
         out: list[bytes] = []
         budget = EVENTS_PER_TURN
         deadline = _perf() + SLICE_S
-        while budget > 0:
-            try:
-                frame = next(unpacker)
-            except StopIteration:
-                break
-            except (msgpack.UnpackValueError, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
-                self._write_replies(out)
+        start = self.offset  # where the next frame starts (``tell`` is not that after an incomplete skip)
+        try:
+            while budget > 0:
+                try:
+                    unpacker.skip()  # finds where the frame ends without building it (C)
+                except msgpack.OutOfData:
+                    break
+                except _NOT_MSGPACK:
+                    self.seq += 1  # the frame that could not be cut gets the error reply
+                    raise
+                end = unpacker.tell()
+                frame = buf[start - self.offset:end - self.offset]
+                start = end
                 self.seq += 1
-                self._fail(f"invalid msgpack: {exc}"[:200])
-                return
-            self.seq += 1
-            if is_control(frame):
-                self._write_replies(out)
-                self._sync(self.seq)
-                continue
-            budget -= len(frame) if type(frame) is list else 1
-            if _perf() > deadline:
-                budget = 0  # this frame is the slice's last
-            reply = handler.handle(self.seq, frame)
-            wait = barrier() if barrier is not None else None
-            if wait is None:
-                out.append(_packb(reply))
-            else:
-                self._write_replies(out)
-                self._after(wait, reply)
-            if self.closed:
-                self._write_replies(out)
-                return
+                reply = handler.handle_bytes(self.seq, frame)
+                if reply is None:  # the sync control frame
+                    self._write_replies(out)
+                    self._sync(self.seq)
+                    continue
+                budget -= (reply["accepted"] + len(reply["rejected"])) or 1
+                if _perf() > deadline:
+                    budget = 0  # this frame is the slice's last
+                wait = barrier() if barrier is not None else None
+                if wait is None:
+                    out.append(_packb(reply))
+                else:
+                    self._write_replies(out)
+                    self._after(wait, reply)
+                if self.closed:
+                    self._write_replies(out)
+                    return
+        except _NOT_MSGPACK as exc:
+            self._write_replies(out)
+            self._fail(f"invalid msgpack: {exc}"[:200])
+            return
+        finally:
+            used = start - self.offset
+            if used:
+                del buf[:used]  # what is left is the start of the next frame
+                self.offset = start
         self._write_replies(out)
         if budget <= 0 and self.transport is not None and not self.closed:
             # Frames may remain buffered: let the rest of the loop run, then continue. Timers that fell

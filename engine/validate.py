@@ -43,6 +43,11 @@ uses ``-``. A rejected event may have been partly normalised; it is dropped anyw
 
 Costs: O(fields + items); no allocation on success beyond the normalised values, no logging, no
 dataclasses. Time-zone names are looked up once and cached (:func:`_known_zone`).
+
+The ingest server normally does not call :meth:`Validator.validate` first: it decodes each event with
+:attr:`Validator.decoder` (``engine.schema``: the structural rules, checked in C while decoding) and
+finishes with :meth:`Validator.check_decoded`. Only events the fast path refuses come here, so every
+reason a client sees is this module's.
 """
 from __future__ import annotations
 
@@ -50,14 +55,16 @@ import re
 import sys
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 from zoneinfo import ZoneInfo
+
+from engine.schema import MAX_QTY, EventDecoder, EventType, event_decoder
 
 __all__ = ["Validator", "Limits", "Deduper", "DeduperStatistics", "is_control", "EVENT_TYPES"]
 
 _INF = float("inf")
 _MAX_INT_FLOAT = int(sys.float_info.max)  # larger ints cannot become floats (OverflowError)
-_MAX_QTY = 1_000_000
+_MAX_QTY = MAX_QTY
 
 # Compiled once; ``fullmatch`` on strings already bounded by max_string, so each is O(len).
 _URL_RE = re.compile(r"https?://[^\x00-\x20\x7f/?#@]+(?:[/?#][^\x00-\x20\x7f]*)?", re.IGNORECASE)
@@ -126,13 +133,15 @@ class Validator:
         limits: ``max_items`` and ``max_string`` (``EngineSettings`` has both).
     """
 
-    __slots__ = ("max_items", "max_string", "_too_long", "_too_many", "_checks")
+    __slots__ = ("max_items", "max_string", "_too_long", "_too_many", "_checks", "decoder")
 
     def __init__(self, limits: Limits) -> None:
         self.max_items = int(limits.max_items)
         self.max_string = int(limits.max_string)
         self._too_long = f"longer than {self.max_string} characters"
         self._too_many = f"items: more than {self.max_items} items"
+        #: the fast path: decodes and type-checks one event's msgpack bytes (see engine.schema)
+        self.decoder: EventDecoder = event_decoder(self.max_string, self.max_items)
         cart = self._cart_fields
         self._checks = {
             "cart.updated": cart,
@@ -194,6 +203,47 @@ class Validator:
         if err is not None:
             return err
         if ts is None:
+            obj["ts"] = now
+        return None
+
+    def check_decoded(self, obj: dict[str, Any], now: float) -> str | None:
+        """:meth:`validate` for an event that :attr:`decoder` produced (types and lengths already hold).
+
+        Checks what the schema's types cannot say: the field the event type requires, URLs, currency
+        letters, a profile map's contents; then normalises as :meth:`validate` does. Whenever something
+        is off it hands the event to :meth:`validate`, whose answer (a reason, or acceptance when this
+        check was stricter than the rules) is final.
+        """
+        if obj.get(_REQUIRED[obj["type"]]) is None:
+            return self.validate(obj, now)
+        profile = obj.get("profile")
+        if profile is not None:
+            if type(profile) is dict:
+                if self._profile(profile) is not None:
+                    return self.validate(obj, now)
+            elif obj["type"] == "profile.updated":
+                return self.validate(obj, now)
+        currency = obj.get("currency")
+        if currency is not None:
+            if not (currency.isascii() and currency.isalpha()):
+                return self.validate(obj, now)
+            if not currency.isupper():
+                obj["currency"] = currency.upper()
+        good = _GOOD_URLS
+        url = obj.get("checkout_url")
+        if url is not None and url not in good and self._url(url, "checkout_url") is not None:
+            return self.validate(obj, now)
+        items = obj.get("items")
+        if items:
+            for item in items:
+                if len(item) > 3:  # optional fields present
+                    url = item.get("url")
+                    if url is not None and url not in good and self._url(url, "url") is not None:
+                        return self.validate(obj, now)
+                    url = item.get("image")
+                    if url is not None and url not in good and self._url(url, "image") is not None:
+                        return self.validate(obj, now)
+        if obj.get("ts") is None:
             obj["ts"] = now
         return None
 
@@ -415,10 +465,15 @@ class Validator:
 
 
 #: The event types of DESIGN.md, in its table's order.
-EVENT_TYPES: tuple[str, ...] = (
-    "cart.updated", "checkout.started", "session.ended", "payment.failed", "order.completed",
-    "cart.cleared", "profile.updated", "message.opened", "message.clicked",
-)
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+
+
+#: the field each event type cannot do without (the schema makes them all optional)
+_REQUIRED: dict[str, str] = {
+    "cart.updated": "cart", "checkout.started": "cart", "session.ended": "cart", "payment.failed": "cart",
+    "order.completed": "cart", "cart.cleared": "cart", "profile.updated": "profile",
+    "message.opened": "message", "message.clicked": "message",
+}
 
 
 # -------------------------------------------------------------------------------------- deduper

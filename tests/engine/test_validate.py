@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from engine.config import EngineSettings
 from engine.validate import EVENT_TYPES, Deduper, Validator, is_control
+from tests.engine.test_schema import paths_agree
 
 NOW = 1_772_791_200.0
 TS_RANGE = "ts: must be a finite number >= 0 (unix seconds)"
@@ -54,6 +55,8 @@ def with_item(index: int = 0, **fields: Any) -> dict[str, Any]:
 
 
 def check(event: Any) -> str | None:
+    """The validator's answer; first, the same event over the ingest's msgspec fast path must agree."""
+    paths_agree(copy.deepcopy(event), V)
     return V.validate(event, NOW)
 
 
@@ -379,6 +382,7 @@ values = st.recursive(
 @settings(max_examples=400, deadline=None)
 @given(obj=values | st.dictionaries(keys, values, max_size=8))
 def test_random_values_never_raise(obj: Any) -> None:
+    paths_agree(copy.deepcopy(obj), Validator(EngineSettings(max_items=3, max_string=20)))
     result = Validator(EngineSettings(max_items=3, max_string=20)).validate(obj, NOW)
     assert result is None or (isinstance(result, str) and ": " in result)
 
@@ -396,6 +400,7 @@ def test_mutated_valid_events_never_raise(kind: str, path: str, value: Any) -> N
     for part in parents:
         target = target[int(part)] if part.isdigit() else target[part]
     target[int(last) if last.isdigit() else last] = value
+    paths_agree(copy.deepcopy(event), V)
     result = V.validate(event, NOW)
     assert result is None or (isinstance(result, str) and ": " in result)
 
