@@ -80,10 +80,9 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import msgpack
-import msgspec
-
 from actors.effects import CANCEL, METRIC, SCHEDULE
+from actors.packing import packb as _packb
+from actors.packing import unpackb as _unpackb
 from actors.states import FINAL_STATES, IN_RUN, CartState
 from actors.steps import log_record, run_channel, run_step_conditions
 
@@ -93,19 +92,6 @@ if TYPE_CHECKING:
 __all__ = ["CartActor", "CartState", "FINAL_STATES", "TAG_IDLE", "TAG_STEP", "TAG_PURGE"]
 
 
-
-def _foreign(obj: Any) -> Any:
-    """msgspec's encoder hook for values msgpack decoded that msgspec does not know: an item's unknown
-    field may hold a msgpack timestamp (stored as the same bytes). Other extension values arrive as
-    ``msgpack.ExtType``, a named tuple, and are stored as ``[code, data]``: the engine never reads them."""
-    if isinstance(obj, msgpack.Timestamp):
-        return msgspec.msgpack.Ext(-1, obj.to_bytes())
-    raise NotImplementedError(f"cannot store a {type(obj).__name__}")
-
-
-#: msgpack bytes as ``msgpack.packb`` writes them, in a third of its time (no Packer built per call)
-_packb = msgspec.msgpack.Encoder(enc_hook=_foreign).encode
-_unpackb = msgpack.unpackb
 _INF = math.inf
 #: A due time within this many seconds of ``now`` counts as reached. The wheel converts seconds to 100 ms
 #: ticks and back; at unix-time magnitudes that rounding can fire a timer a fraction of a microsecond

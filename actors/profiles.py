@@ -29,12 +29,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import msgpack
+from actors.packing import packb as _packb
+from actors.packing import unpackb as _unpackb
 
 __all__ = ["Profile", "ProfileBook", "CONSENT_BITS", "CONTACT_FIELDS", "record_refs", "with_refs"]
 
-_packb = msgpack.packb
-_unpackb = msgpack.unpackb
 
 #: one bit per channel, for ``consent`` and ``invalid``
 CONSENT_BITS: dict[str, int] = {"email": 1, "push": 2, "whatsapp": 4, "sms": 8, "webhook": 16}

@@ -37,7 +37,7 @@ __all__ = ["FrameHandler", "IngestProtocol", "IngestServer"]
 
 log = logging.getLogger("cartwheel.ingest")
 
-_packb = msgpack.packb
+_packb = msgspec.msgpack.Encoder().encode  # replies: msgpack.packb's bytes, without a Packer per call
 _unpackb = msgpack.unpackb
 _Invalid = msgspec.ValidationError
 #: what a frame that is not msgpack raises, from the unpacker (cutting) or from decoding
