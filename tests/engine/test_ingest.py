@@ -232,3 +232,38 @@ class _NoTask:
 
     async def run(self) -> None:
         return None
+
+    def _freeze(self) -> None:
+        return None
+
+
+async def test_long_lived_objects_are_frozen_on_a_manual_clock_too(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The collector freeze runs on real time: a manual clock's tick driver sleeps until it is advanced,
+    but load still arrives (tests, benchmarks), and a million carts left in the collector's reach cost
+    a full collection's pause."""
+    import gc
+    import time
+
+    from engine import runtime
+    from engine.clock import ManualClock
+    from tests.engine.conftest import START, engine_config
+
+    monkeypatch.setattr(runtime, "GC_FREEZE_INTERVAL_S", 0.01)
+    gc.unfreeze()
+    eng = Engine(engine_config(tmp_path), clock=ManualClock(START), base_dir=tmp_path)
+    await eng.start()
+    try:
+        kept = [[i] for i in range(1000)]  # long-lived containers, as carts are
+        deadline = time.monotonic() + 10
+        while gc.get_freeze_count() < len(kept) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert gc.get_freeze_count() >= len(kept)
+        frozen = gc.get_freeze_count()
+        await eng.stop()  # ... and stops with the engine
+        await asyncio.sleep(0.05)
+        gc.unfreeze()
+        await asyncio.sleep(0.05)
+        assert gc.get_freeze_count() == 0, frozen
+    finally:
+        if eng.runtime._freezer is not None:
+            await eng.stop()
