@@ -183,7 +183,9 @@ class Registry:
                 self._size += 1
                 self._counts[CartState.ACTIVE] += 1
             ref = event.get("profile")
-            if ref is not None:
+            # The common case costs one comparison: the cart already points at this profile id (so it is
+            # in the book, which the cart's reference keeps it in).
+            if ref is not None and (type(ref) is not str or ref != actor.profile):
                 self._link(actor, self._profile_for(actor.store, ref, cart_id))
         elif etype == "profile.updated":
             ref = event.get("profile")
