@@ -39,7 +39,10 @@ log = logging.getLogger("cartwheel.ingest")
 
 _packb = msgspec.msgpack.Encoder().encode  # replies: msgpack.packb's bytes, without a Packer per call
 _unpackb = msgpack.unpackb
-_Invalid = msgspec.ValidationError
+#: the fast path refused an event: a rule broken, bytes msgspec reads differently from msgpack, or
+#: nesting deeper than msgspec's recursion limit (msgpack goes to 1 024 levels). msgpack, on the slow
+#: path, has the last word on whether the bytes are msgpack at all, as it had before msgspec came in.
+_Invalid = (msgspec.MsgspecError, RecursionError)
 #: what a frame that is not msgpack raises, from the unpacker (cutting) or from decoding
 _NOT_MSGPACK = (msgpack.UnpackValueError, msgpack.FormatError, msgpack.StackError, msgspec.DecodeError,
                 ValueError, TypeError)
@@ -119,7 +122,10 @@ class FrameHandler:
         now = self.now()
         kind = frame_kind(data[0])
         if kind == 2:
-            raws = split_batch(data)
+            try:
+                raws = split_batch(data)
+            except _Invalid:
+                return self.handle(seq, _unpackb(data, raw=False, strict_map_key=False))
             if len(raws) > self.max_batch:
                 return self._too_big(seq, len(raws))
             event = self._event

@@ -138,6 +138,20 @@ def test_bytes_that_are_not_msgpack_raise_before_anything_is_applied() -> None:
     assert applied == []
 
 
+def test_nesting_deeper_than_msgspec_goes_to_the_validator() -> None:
+    deep: list[Any] = []
+    for _ in range(1000):  # msgspec stops near 1 000 levels with a RecursionError; msgpack allows 1 024
+        deep = [deep]
+    event = {"type": "cart.updated", "store": "s", "cart": "c", "profile": {"id": "p", "deep": deep}}
+    handler, applied = _handler(Validator(EngineSettings()))
+    assert handler.handle_bytes(1, msgpack.packb(event)) == {"seq": 1, "accepted": 1, "rejected": []}
+    assert applied[0]["profile"]["id"] == "p"
+    levels, node = 0, applied[0]["profile"]["deep"]
+    while node:
+        levels, node = levels + 1, node[0]
+    assert levels == 1000  # decoded whole, by msgpack
+
+
 def test_a_single_sync_frame_is_the_control_frame() -> None:
     handler, applied = _handler(Validator(EngineSettings()))
     assert handler.handle_bytes(1, msgpack.packb({"type": "sync"})) is None
