@@ -7,7 +7,9 @@ Input: every ``<in_dir>/<scenario>.json`` the harness wrote (``bench/out`` by de
   harness's order (unknown scenarios after, by name). A section gives the machine line (CPU, cores,
   Python, git commit, when, how long), the command that produced it, a table per group of metrics
   (one line per implementation and parameter set, one column per metric with its unit) and the
-  ``summary`` rows (the targets as ratios, with ``met``), then links to its charts.
+  ``summary`` rows (the targets as ratios, with ``met``), then links to its charts. A scenario with no
+  JSON this time keeps its section from the previous file verbatim, so rerunning one scenario and
+  the report updates that scenario's section only.
 * ``charts/*.png`` beside ``RESULTS.md`` (matplotlib, the optional ``bench`` extra; without it the
   tables are written and the report says the charts were skipped):
 
@@ -43,6 +45,7 @@ KEEP_RE = re.compile(r"<!-- keep -->.*?<!-- /keep -->", re.DOTALL)
 #: metric columns per table: wider tables do not read well in a terminal or on a forge
 MAX_COLUMNS = 8
 ORDER = ("wheel", "memory", "channels", "ingest", "peers", "e2e", "snapshot")
+SECTION_RE = re.compile(r"^## (\w+)\n", re.MULTILINE)
 
 
 def load_results(in_dir: str | Path) -> list[Doc]:
@@ -62,6 +65,18 @@ def load_results(in_dir: str | Path) -> list[Doc]:
 
 
 # ---------------------------------------------------------------------- markdown
+
+
+def previous_sections(text: str) -> dict[str, str]:
+    """The generated sections of an earlier ``RESULTS.md``, by scenario (hand-written blocks left out)."""
+    body = KEEP_RE.sub("", text)
+    marks = list(SECTION_RE.finditer(body))
+    sections: dict[str, str] = {}
+    for i, mark in enumerate(marks):
+        if mark.group(1) in ORDER:
+            end = marks[i + 1].start() if i + 1 < len(marks) else len(body)
+            sections[mark.group(1)] = body[mark.start():end].strip()
+    return sections
 
 
 def _fmt(value: Any, unit: str = "") -> str:
@@ -144,8 +159,9 @@ def _summary_table(rows: list[Row]) -> list[str]:
 
 
 def render_markdown(docs: list[Doc], *, keep: list[str] | None = None, charts: dict[str, list[str]] | None = None,
-                    charts_note: str | None = None) -> str:
-    """The whole ``RESULTS.md`` text. ``charts`` maps a scenario to chart paths relative to the file."""
+                    charts_note: str | None = None, previous: dict[str, str] | None = None) -> str:
+    """The whole ``RESULTS.md`` text. ``charts`` maps a scenario to chart paths relative to the file;
+    ``previous`` holds earlier sections (:func:`previous_sections`) for scenarios without a document."""
     out = [TITLE, ""]
     for block in keep or []:
         out += [block, ""]
@@ -154,8 +170,15 @@ def render_markdown(docs: list[Doc], *, keep: list[str] | None = None, charts: d
              "run on one machine; ratios between implementations measured in the same run are what carries over."), ""]
     if charts_note:
         out += [f"_{charts_note}_", ""]
-    for doc in docs:
-        name = doc["scenario"]
+    present = {doc["scenario"] for doc in docs}
+    rank = {name: i for i, name in enumerate(ORDER)}
+    entries: list[tuple[int, str, Doc | str]] = [(rank.get(d["scenario"], len(ORDER)), d["scenario"], d) for d in docs]
+    entries += [(rank[name], name, text) for name, text in (previous or {}).items() if name not in present]
+    for _, name, entry in sorted(entries, key=lambda e: (e[0], e[1])):
+        if isinstance(entry, str):
+            out += [entry, ""]  # no new results for it: the previous run's section stands
+            continue
+        doc = entry
         rows = [r for r in doc["rows"] if isinstance(r, dict) and "metric" in r]
         out += [f"## {name}", "", f"Machine: {_machine_line(doc)}", "", f"Command: `{_command(doc)}`", ""]
         body = [r for r in rows if r["impl"] != "summary"]
@@ -320,12 +343,15 @@ def main(in_dir: str = "bench/out", out_md: str = "bench/RESULTS.md") -> int:
         return 2
     out = Path(out_md)
     keep: list[str] = []
+    previous: dict[str, str] = {}
     if out.exists():
-        keep = KEEP_RE.findall(out.read_text())
+        old = out.read_text()
+        keep = KEEP_RE.findall(old)
+        previous = previous_sections(old)
     charts, note = write_charts(docs, out.parent / "charts")
     rel = {s: [p.relative_to(out.parent).as_posix() for p in paths] for s, paths in charts.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_markdown(docs, keep=keep, charts=rel, charts_note=note))
+    out.write_text(render_markdown(docs, keep=keep, charts=rel, charts_note=note, previous=previous))
     made = sum(len(v) for v in charts.values())
     print(f"cartwheel bench report: {out} ({len(docs)} scenarios: {', '.join(d['scenario'] for d in docs)}); "
           + (note or f"{made} charts in {out.parent / 'charts'}"), file=sys.stderr)

@@ -186,6 +186,25 @@ def test_report_renders_tables_keeps_prose_and_draws_charts(tmp_path: Path) -> N
     assert md.read_text().count(keep) == 1
 
 
+def test_report_keeps_the_sections_of_scenarios_not_rerun(tmp_path: Path) -> None:
+    _fixture(tmp_path / "out")
+    md = tmp_path / "RESULTS.md"
+    assert report.main(str(tmp_path / "out"), str(md)) == 0
+    first = md.read_text()
+    wheel = first[first.index("## wheel"):first.index("## ingest")].strip()
+    # Only ingest is rerun, with new figures: its section changes, the others stay as they were.
+    (tmp_path / "out" / "wheel.json").unlink()
+    (tmp_path / "out" / "peers.json").unlink()
+    ingest = [{"impl": "engine", "params": {"carts": 2000, "transport": "tcp", "batch": 100, "load": 10_000},
+               "metric": "p99", "value": 7.25, "unit": "ms"}]
+    (tmp_path / "out" / "ingest.json").write_text(json.dumps(_doc("ingest", ingest)))
+    assert report.main(str(tmp_path / "out"), str(md)) == 0
+    text = md.read_text()
+    assert [line for line in text.splitlines() if line.startswith("## ")] == ["## wheel", "## ingest", "## peers"]
+    assert wheel in text
+    assert "7.25" in text and "2.00" not in text[text.index("## ingest"):text.index("## peers")]
+
+
 def test_report_without_matplotlib_writes_tables_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fixture(tmp_path / "out")
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
