@@ -139,7 +139,7 @@ class Registry:
         """
         if isinstance(ref, str):
             return rules.profiles.upsert(ref, None) if ref else None
-        if isinstance(ref, Mapping):
+        if type(ref) is dict or isinstance(ref, Mapping):  # (the ABC check alone costs ~0.1 us)
             pid = ref.get("id")
             if not isinstance(pid, str) or not pid:
                 pid = "~" + cart  # an anonymous profile, private to this cart
