@@ -29,7 +29,9 @@ the ceiling, ≥ 250 k events/s at batch 100 and ≥ 50 k at batch 1, p99 < 5 ms
 Sizes: full, about 12 minutes; ``--quick`` (20 k carts, 3 s runs, six cells), under a minute;
 ``CARTWHEEL_BENCH_TINY=1`` (2 k carts, 0.5 s runs, three cells) for the test suite.
 ``python -m bench.ingest --profile`` profiles the engine's ingest path in-process (cProfile over
-``IngestProtocol.data_received`` fed the same frames) and prints the top functions.
+``IngestProtocol.data_received`` fed the same frames) and prints the top functions;
+``python -m bench.ingest --stages`` times each stage of it on its own, without a profiler (see
+:func:`stage_costs`).
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ from typing import Any
 
 from bench.loadgen import EventPool, ShopSpec, build_frames, generate_pool
 
-__all__ = ["Plan", "engine_toml", "plan_for", "profile_engine", "run"]
+__all__ = ["Plan", "engine_toml", "plan_for", "profile_engine", "run", "stage_costs"]
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_ENV = "CARTWHEEL_BENCH_TINY"
@@ -434,7 +436,93 @@ async def _profile_engine(*, carts: int, batch: int, events: int, top: int) -> s
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def stage_costs(*, carts: int = 100_000, events: int = 200_000) -> str:
+    """Microseconds per event of each ingest stage, timed one stage at a time on the benchmark's events.
+
+    After populating ``carts`` in-process (as :func:`profile_engine` does, then ``gc.freeze()`` as the
+    running engine does every 10 s): the whole path (``data_received`` per frame of 100), then decoding
+    and type-checking with the validator's msgspec decoder, then :meth:`Validator.check_decoded`, then
+    applying the valid events (``Runtime.apply_event``: actors, profiles, wheel, dirty marks). The
+    stages do not quite add up to the whole: frames, replies and the loop are the rest.
+    """
+    import uvloop
+
+    return uvloop.run(_stage_costs(carts=carts, events=events))
+
+
+async def _stage_costs(*, carts: int, events: int) -> str:
+    import gc
+
+    import msgspec
+
+    from engine.app import Engine
+    from engine.config import load_config
+    from engine.ingest import IngestProtocol, IngestServer
+    from engine.runtime import GC_GEN0_THRESHOLD
+    from engine.schema import split_batch
+
+    tmp = Path(tempfile.mkdtemp(prefix="cw-ingest-stages-"))
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(GC_GEN0_THRESHOLD, saved[1], saved[2])
+        path = tmp / "cartwheel.toml"
+        path.write_text(engine_toml(tmp, _free_port()))
+        engine = Engine(load_config(str(path)), base_dir=tmp, build_channels=False)
+        server = IngestServer(engine.handler, engine.stats, max_frame_bytes=engine.config.engine.max_frame_bytes)
+        proto = IngestProtocol(server)
+        proto.connection_made(_NullTransport())  # type: ignore[arg-type]
+        spec = ShopSpec(carts=carts)
+        for frame in build_frames(generate_pool(spec, 0, populate=True), 1000)[0]:
+            proto.data_received(frame)
+            await asyncio.sleep(0)
+        gc.freeze()
+        frames, _ = build_frames(generate_pool(spec, events), 100)
+        whole, rest = frames[: len(frames) // 2], frames[len(frames) // 2:]
+        n_whole = sum(len(split_batch(f)) for f in whole)
+        t0 = time.perf_counter()
+        for frame in whole:
+            proto.data_received(frame)
+            await asyncio.sleep(0)
+        whole_us = (time.perf_counter() - t0) / n_whole * 1e6
+        raws = [raw for frame in rest for raw in split_batch(frame)]
+        validator, now = engine.handler.validator, engine.handler.now()
+        decode = validator.decoder.decode
+        decoded = []
+        for raw in raws:  # once untimed: first-touch memory is not the decoder's cost
+            try:
+                decoded.append(decode(raw))
+            except msgspec.ValidationError:
+                pass
+        t0 = time.perf_counter()
+        for raw in raws:
+            try:
+                decode(raw)
+            except msgspec.ValidationError:
+                pass
+        decode_us = (time.perf_counter() - t0) / len(raws) * 1e6
+        check = validator.check_decoded
+        t0 = time.perf_counter()
+        valid = [event for event in decoded if check(event, now) is None]
+        check_us = (time.perf_counter() - t0) / len(decoded) * 1e6
+        apply = engine.runtime.apply_event
+        t0 = time.perf_counter()
+        for event in valid:
+            apply(event, now)
+        apply_us = (time.perf_counter() - t0) / len(valid) * 1e6
+        return (f"ingest stages, {carts:,} carts, frames of 100, us per event: whole path {whole_us:.2f} "
+                f"({1e6 / whole_us:,.0f} events/s); decode + type checks (msgspec) {decode_us:.2f}; "
+                f"checks in Python {check_us:.2f}; apply (actors, profiles, wheel) {apply_us:.2f}; "
+                f"frames, replies and the loop (the rest) {whole_us - decode_us - check_us - apply_us:.2f}")
+    finally:
+        gc.set_threshold(*saved)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":  # pragma: no cover - manual use
+    if "--stages" in sys.argv:
+        argv = sys.argv
+        print(stage_costs(carts=int(argv[argv.index("--carts") + 1]) if "--carts" in argv else 100_000))
+        sys.exit(0)
     if "--profile" in sys.argv:
         argv = sys.argv
         n = int(argv[argv.index("--carts") + 1]) if "--carts" in argv else 100_000

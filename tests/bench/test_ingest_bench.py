@@ -53,3 +53,15 @@ def test_bench_ingest_quick_json_matches_the_harness_schema(tmp_path: Path) -> N
         assert needed in metrics, needed
     assert all(r["value"] == 0 for r in rows if r["metric"] == "errors"), [r for r in rows if r["metric"] == "errors"]
     assert all(r["value"] > 0 for r in rows if r["metric"] == "events_per_s")
+
+
+def test_stage_costs_times_every_stage_of_the_ingest_path() -> None:
+    import re
+
+    from bench.ingest import stage_costs
+
+    report = stage_costs(carts=2_000, events=4_000)
+    found = dict(re.findall(r"(whole path|\(msgspec\)|checks in Python|wheel\)) (-?[0-9.]+)", report))
+    assert set(found) == {"whole path", "(msgspec)", "checks in Python", "wheel)"}, report
+    assert all(float(v) > 0 for v in found.values()), report
+    assert float(found["whole path"]) > float(found["wheel)"]), report
