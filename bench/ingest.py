@@ -375,6 +375,26 @@ class _NullTransport:
         pass
 
 
+async def _populated_engine(tmp: Path, carts: int) -> tuple[Any, Any, ShopSpec]:
+    """An in-process engine (benchmark config, manual clock, no channels) with ``carts`` carts loaded
+    through an ``IngestProtocol`` on a null transport; returns ``(engine, protocol, shop spec)``."""
+    from engine.app import Engine
+    from engine.config import load_config
+    from engine.ingest import IngestProtocol, IngestServer
+
+    path = tmp / "cartwheel.toml"
+    path.write_text(engine_toml(tmp, _free_port()))
+    engine = Engine(load_config(str(path)), base_dir=tmp, build_channels=False)
+    server = IngestServer(engine.handler, engine.stats, max_frame_bytes=engine.config.engine.max_frame_bytes)
+    proto = IngestProtocol(server)
+    proto.connection_made(_NullTransport())  # type: ignore[arg-type]
+    spec = ShopSpec(carts=carts)
+    for frame in build_frames(generate_pool(spec, 0, populate=True), 1000)[0]:
+        proto.data_received(frame)
+        await asyncio.sleep(0)
+    return engine, proto, spec
+
+
 def profile_engine(*, carts: int = 100_000, batch: int = 100, events: int = 200_000, top: int = 15) -> str:
     """cProfile of the engine's ingest path fed pre-generated frames, after populating ``carts``.
 
@@ -394,22 +414,9 @@ async def _profile_engine(*, carts: int, batch: int, events: int, top: int) -> s
     import io
     import pstats
 
-    from engine.app import Engine
-    from engine.config import load_config
-    from engine.ingest import IngestProtocol, IngestServer
-
     tmp = Path(tempfile.mkdtemp(prefix="cw-ingest-prof-"))
     try:
-        path = tmp / "cartwheel.toml"
-        path.write_text(engine_toml(tmp, _free_port()))
-        engine = Engine(load_config(str(path)), base_dir=tmp, build_channels=False)
-        server = IngestServer(engine.handler, engine.stats, max_frame_bytes=engine.config.engine.max_frame_bytes)
-        proto = IngestProtocol(server)
-        proto.connection_made(_NullTransport())  # type: ignore[arg-type]
-        spec = ShopSpec(carts=carts)
-        for frame in build_frames(generate_pool(spec, 0, populate=True), 1000)[0]:
-            proto.data_received(frame)
-            await asyncio.sleep(0)
+        engine, proto, spec = await _populated_engine(tmp, carts)
         pool: EventPool = generate_pool(spec, events)
         frames, _ = build_frames(pool, batch)
         half = len(frames) // 2
@@ -455,9 +462,6 @@ async def _stage_costs(*, carts: int, events: int) -> str:
 
     import msgspec
 
-    from engine.app import Engine
-    from engine.config import load_config
-    from engine.ingest import IngestProtocol, IngestServer
     from engine.runtime import GC_GEN0_THRESHOLD
     from engine.schema import split_batch
 
@@ -465,16 +469,7 @@ async def _stage_costs(*, carts: int, events: int) -> str:
     saved = gc.get_threshold()
     try:
         gc.set_threshold(GC_GEN0_THRESHOLD, saved[1], saved[2])
-        path = tmp / "cartwheel.toml"
-        path.write_text(engine_toml(tmp, _free_port()))
-        engine = Engine(load_config(str(path)), base_dir=tmp, build_channels=False)
-        server = IngestServer(engine.handler, engine.stats, max_frame_bytes=engine.config.engine.max_frame_bytes)
-        proto = IngestProtocol(server)
-        proto.connection_made(_NullTransport())  # type: ignore[arg-type]
-        spec = ShopSpec(carts=carts)
-        for frame in build_frames(generate_pool(spec, 0, populate=True), 1000)[0]:
-            proto.data_received(frame)
-            await asyncio.sleep(0)
+        engine, proto, spec = await _populated_engine(tmp, carts)
         gc.freeze()
         frames, _ = build_frames(generate_pool(spec, events), 100)
         whole, rest = frames[: len(frames) // 2], frames[len(frames) // 2:]
