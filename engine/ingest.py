@@ -33,7 +33,7 @@ import msgspec
 from engine.schema import frame_kind, split_batch
 from engine.validate import Deduper, Validator, is_control
 
-__all__ = ["FrameHandler", "IngestProtocol", "IngestServer"]
+__all__ = ["FrameHandler", "IngestProtocol", "IngestServer", "NotMsgpack"]
 
 log = logging.getLogger("cartwheel.ingest")
 
@@ -43,9 +43,24 @@ _unpackb = msgpack.unpackb
 #: nesting deeper than msgspec's recursion limit (msgpack goes to 1 024 levels). msgpack, on the slow
 #: path, has the last word on whether the bytes are msgpack at all, as it had before msgspec came in.
 _Invalid = (msgspec.MsgspecError, RecursionError)
-#: what a frame that is not msgpack raises, from the unpacker (cutting) or from decoding
-_NOT_MSGPACK = (msgpack.UnpackValueError, msgpack.FormatError, msgpack.StackError, msgspec.DecodeError,
-                ValueError, TypeError)
+#: what msgpack raises for bytes that are not msgpack (TypeError: a map key that cannot be a dict key;
+#: ValueError covers bad UTF-8 and extra data)
+_NOT_MSGPACK = (msgpack.UnpackValueError, msgpack.FormatError, msgpack.StackError, ValueError, TypeError)
+
+
+class NotMsgpack(ValueError):
+    """A frame's bytes are not msgpack: the connection gets an error reply and is closed.
+
+    Its own type, so that a bug elsewhere raising ValueError is not reported to a client as bad bytes.
+    """
+
+
+def _decode(data: Any) -> Any:
+    """msgpack's reading of one value (the slow path's, and the authority on what is msgpack)."""
+    try:
+        return _unpackb(data, raw=False, strict_map_key=False)
+    except _NOT_MSGPACK as exc:
+        raise NotMsgpack(str(exc)) from exc
 _perf = time.perf_counter
 
 #: events handled per connection per loop turn before it yields (fairness with the tick driver)
@@ -115,8 +130,8 @@ class FrameHandler:
         before any is applied, so bytes that turn out not to be msgpack reject the frame as a whole.
 
         Raises:
-            ValueError, TypeError, msgspec.DecodeError, msgpack errors: ``data`` is not valid msgpack
-            (the caller closes the connection, as for a frame the stream decoder cannot cut).
+            NotMsgpack: ``data`` is not valid msgpack (the caller closes the connection, as for a frame
+            the stream decoder cannot cut).
         """
         t0 = _perf()
         now = self.now()
@@ -125,7 +140,7 @@ class FrameHandler:
             try:
                 raws = split_batch(data)
             except _Invalid:
-                return self.handle(seq, _unpackb(data, raw=False, strict_map_key=False))
+                return self.handle(seq, _decode(data))
             if len(raws) > self.max_batch:
                 return self._too_big(seq, len(raws))
             event = self._event
@@ -136,7 +151,7 @@ class FrameHandler:
                 return None
             checked = (one,)
         else:  # not a map or an array: the general path says so (or raises for bytes that are not msgpack)
-            return self.handle(seq, _unpackb(data, raw=False, strict_map_key=False))
+            return self.handle(seq, _decode(data))
         return self._apply(seq, checked, now, t0)
 
     def _event(self, raw: Any, now: float, single: bool = False) -> Any:
@@ -148,7 +163,7 @@ class FrameHandler:
         try:
             event = validator.decoder.decode(raw)
         except _Invalid:  # a rule broken (or a control frame): the validator says which, exactly
-            event = _unpackb(raw, raw=False, strict_map_key=False)
+            event = _decode(raw)
             if single and is_control(event):
                 return None
             reason = validator.validate(event, now)
@@ -282,9 +297,9 @@ class IngestProtocol(asyncio.Protocol):
                     unpacker.skip()  # finds where the frame ends without building it (C)
                 except msgpack.OutOfData:
                     break
-                except _NOT_MSGPACK:
+                except _NOT_MSGPACK as exc:
                     self.seq += 1  # the frame that could not be cut gets the error reply
-                    raise
+                    raise NotMsgpack(str(exc)) from exc
                 end = unpacker.tell()
                 frame = buf[start - self.offset:end - self.offset]
                 start = end
@@ -306,7 +321,7 @@ class IngestProtocol(asyncio.Protocol):
                 if self.closed:
                     self._write_replies(out)
                     return
-        except _NOT_MSGPACK as exc:
+        except NotMsgpack as exc:
             self._write_replies(out)
             self._fail(f"invalid msgpack: {exc}"[:200])
             return
