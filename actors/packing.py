@@ -11,7 +11,7 @@ from typing import Any
 import msgpack
 import msgspec
 
-__all__ = ["packb", "unpackb"]
+__all__ = ["encoder", "packb", "unpackb"]
 
 
 def _foreign(obj: Any) -> Any:
@@ -23,5 +23,10 @@ def _foreign(obj: Any) -> Any:
     raise NotImplementedError(f"cannot store a {type(obj).__name__}")
 
 
-packb = msgspec.msgpack.Encoder(enc_hook=_foreign).encode
+def encoder() -> Any:
+    """A new ``packb`` of its own, for a thread other than the event loop's (one encoder per thread)."""
+    return msgspec.msgpack.Encoder(enc_hook=_foreign).encode
+
+
+packb = encoder()
 unpackb = msgpack.unpackb

@@ -34,6 +34,7 @@ from typing import IO, Any
 
 import msgpack
 
+from actors.packing import encoder as journal_encoder
 from engine.stores.base import (
     CorruptStore,
     JournalBatch,
@@ -113,6 +114,7 @@ class FileStore(Store):
         self.path = self.directory / "snapshot.msgpack"
         self.compact_ratio = compact_ratio
         self._journal_io: ThreadPoolExecutor | None = None
+        self._journal_packb = journal_encoder()  # used on the journal thread only
         self._snapshot_io: ThreadPoolExecutor | None = None
         self._segment: IO[bytes] | None = None
         self._segment_path: Path | None = None
@@ -216,9 +218,10 @@ class FileStore(Store):
         await self._run(self._journal_io, self._append, batches, ledger)
 
     def _append(self, batches: list[JournalBatch], ledger: list[tuple[int, int, bytes, bytes]]) -> None:
-        packb = msgpack.packb
-        payloads = [packb(["b", b.lsn, b.now, b.events], use_bin_type=True) for b in batches]
-        payloads += [packb(["l", lsn, part, key, entry], use_bin_type=True) for lsn, part, key, entry in ledger]
+        # On the journal's own thread, with its own encoder (msgspec: msgpack.packb's bytes, faster).
+        packb = self._journal_packb
+        payloads = [packb(["b", b.lsn, b.now, b.events]) for b in batches]
+        payloads += [packb(["l", lsn, part, key, entry]) for lsn, part, key, entry in ledger]
         if not payloads:
             return
         top = max([b.lsn for b in batches] + [e[0] for e in ledger])
