@@ -65,6 +65,7 @@ from engine.stores.base import (
     StoreUnavailable,
     check_meta,
     event_partition,
+    partition_of,
 )
 
 __all__ = ["CHUNK", "RedisStore"]
@@ -313,7 +314,8 @@ class RedisStore(Store):
         for batch in batches:
             split: dict[int, list[Any]] = {}
             for index, event in batch.events:
-                part = event_partition(event, parts)
+                cart = event.get("cart")  # the common case first: one call per journaled event
+                part = partition_of(event["store"], cart, parts) if type(cart) is str else event_partition(event, parts)
                 events = split.get(part)
                 if events is None:
                     events = split[part] = []
