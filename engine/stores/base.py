@@ -184,16 +184,16 @@ def event_partition(event: dict[str, Any], partitions: int) -> int:
 class JournalBatch:
     """Accepted events applied at engine time ``now``, in the order they were applied.
 
-    ``events`` holds ``(index, event)`` pairs: a batch split over partitions keeps each event's position
-    so that replay restores the original order across partitions.
+    ``events`` holds each event with its position in the frame, so that a batch split over partitions
+    replays in the original order. Two shapes: on the way to a store, ``(index, encoded, partition)``
+    (the event already msgpack, as ``msgspec.Raw``, which encoders copy verbatim: the event's dicts
+    die with their frame instead of waiting for the group commit, where the collector would walk
+    them); read back from a store, ``(index, event)`` with the event a dict.
     """
 
     lsn: int
     now: float
-    events: list[tuple[int, dict[str, Any]]]
-
-    def pack(self) -> bytes:
-        return msgpack.packb([self.lsn, self.now, self.events], use_bin_type=True)
+    events: list[tuple[Any, ...]]
 
     @classmethod
     def unpack(cls, data: bytes, *, where: str) -> JournalBatch:

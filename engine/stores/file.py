@@ -220,7 +220,7 @@ class FileStore(Store):
     def _append(self, batches: list[JournalBatch], ledger: list[tuple[int, int, bytes, bytes]]) -> None:
         # On the journal's own thread, with its own encoder (msgspec: msgpack.packb's bytes, faster).
         packb = self._journal_packb
-        payloads = [packb(["b", b.lsn, b.now, b.events]) for b in batches]
+        payloads = [packb(["b", b.lsn, b.now, [(i, encoded) for i, encoded, _ in b.events]]) for b in batches]
         payloads += [packb(["l", lsn, part, key, entry]) for lsn, part, key, entry in ledger]
         if not payloads:
             return

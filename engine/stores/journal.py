@@ -21,7 +21,11 @@ those events), because a restore must never replay a journal with a hole in it. 
 the store comes back without the data it had (:meth:`Store.intact` is False): every queued batch is
 covered by the full snapshot that follows instead.
 
-Costs on the hot path: :meth:`add_events` is one ``list.append``; packing happens in the writer.
+Costs on the hot path: :meth:`add_events` is one ``list.append``; :meth:`barrier` encodes the frame's
+events (msgspec, ~1 us each) and finds their partitions, so that nothing but bytes waits for the
+group commit (dicts kept until then were walked by the collector again and again: journal durability
+ran at 59 % of snapshot durability in the snapshot benchmark, ~70 % after); the writer assembles the
+records.
 """
 from __future__ import annotations
 
@@ -30,6 +34,9 @@ import logging
 import time
 from typing import Any
 
+from msgspec import Raw
+
+from actors.packing import packb as _packb
 from engine.stores.base import (
     JournalBatch,
     Sequence,
@@ -37,6 +44,8 @@ from engine.stores.base import (
     StoreError,
     StoreLost,
     StoreUnavailable,
+    event_partition,
+    partition_of,
 )
 
 __all__ = ["Journal", "StoreHealth"]
@@ -158,8 +167,14 @@ class Journal:
         if not frame:
             return None
         self.frame = []
+        parts = self.store.partitions
+        encoded = []
+        for index, event in enumerate(frame):  # encoded now, so the dicts die with their frame
+            cart = event.get("cart")
+            part = partition_of(event["store"], cart, parts) if type(cart) is str else event_partition(event, parts)
+            encoded.append((index, Raw(_packb(event)), part))
         group = self._group()
-        group.batches.append(JournalBatch(self.seq.next(), self.frame_now, list(enumerate(frame))))
+        group.batches.append(JournalBatch(self.seq.next(), self.frame_now, encoded))
         group.events += len(frame)
         self._last_batch = group.future
         self.last_batch_lsn = group.batches[-1].lsn

@@ -64,8 +64,6 @@ from engine.stores.base import (
     StoreLost,
     StoreUnavailable,
     check_meta,
-    event_partition,
-    partition_of,
 )
 
 __all__ = ["CHUNK", "RedisStore"]
@@ -313,13 +311,11 @@ class RedisStore(Store):
         groups: dict[int, list[Any]] = {}
         for batch in batches:
             split: dict[int, list[Any]] = {}
-            for index, event in batch.events:
-                cart = event.get("cart")  # the common case first: one call per journaled event
-                part = partition_of(event["store"], cart, parts) if type(cart) is str else event_partition(event, parts)
+            for index, encoded, part in batch.events:  # encoded and partitioned by Journal.barrier
                 events = split.get(part)
                 if events is None:
                     events = split[part] = []
-                events.append((index, event))
+                events.append((index, encoded))
             for part, events in split.items():
                 groups.setdefault(part, []).append((batch.lsn, batch.now, events))
         for part, records in groups.items():
