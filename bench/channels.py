@@ -325,5 +325,6 @@ def run(quick: bool, progress: Progress) -> list[Row]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    for row in run("--full" not in sys.argv, print):
-        print(row)
+    from bench.harness import scenario_main
+
+    sys.exit(scenario_main("channels")[1]())

@@ -8,6 +8,8 @@ writes ``<out>/<name>.json``.
 """
 from __future__ import annotations
 
+import argparse
+
 import importlib
 import json
 import os
@@ -148,3 +150,22 @@ def run_scenario(
             print(f"\n== {n} ({doc['duration_s']:.1f} s, {doc['machine']['cpu']}, Python {doc['machine']['python']})")
             print(format_table(rows))
     return 0
+
+
+def scenario_main(
+    name: str, argv: list[str] | None = None,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> tuple[argparse.Namespace, Callable[[], int]]:
+    """The command line of ``python -m bench.NAME``: the options of ``cartwheel bench NAME`` (``--quick``,
+    ``--json``, ``--out``) plus whatever ``extra`` adds. Returns the parsed options and a function that
+    runs the scenario with them, so that a module with its own modes (``--stages``) checks those first.
+    ``--help`` prints the options instead of starting a run that may take many minutes."""
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=f"the {name} benchmark scenario")
+    parser.add_argument("--quick", action="store_true", help="small sizes, finishes in under 60 s")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+    parser.add_argument("--out", default="bench/out", help="directory for the JSON result (default bench/out)")
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args(argv)
+    return args, lambda: run_scenario(name, quick=args.quick, as_json=args.json, out_dir=args.out)
+

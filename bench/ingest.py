@@ -35,6 +35,7 @@ Sizes: full, about 12 minutes; ``--quick`` (20 k carts, 3 s runs, six cells), un
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -517,16 +518,18 @@ async def _stage_costs(*, carts: int, events: int) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use
-    if "--stages" in sys.argv:
-        argv = sys.argv
-        print(stage_costs(carts=int(argv[argv.index("--carts") + 1]) if "--carts" in argv else 100_000))
-        sys.exit(0)
-    if "--profile" in sys.argv:
-        argv = sys.argv
-        n = int(argv[argv.index("--carts") + 1]) if "--carts" in argv else 100_000
-        b = int(argv[argv.index("--batch") + 1]) if "--batch" in argv else 100
-        print(profile_engine(carts=n, batch=b))
-        sys.exit(0)
-    from bench.harness import run_scenario
+    from bench.harness import scenario_main
 
-    sys.exit(run_scenario("ingest", quick="--quick" in sys.argv, as_json="--json" in sys.argv))
+    def _modes(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--stages", action="store_true", help="time each stage of the ingest path in-process")
+        parser.add_argument("--profile", action="store_true", help="cProfile of the ingest path in-process")
+        parser.add_argument("--carts", type=int, default=100_000, help="--stages/--profile: live carts (default 100000)")
+        parser.add_argument("--batch", type=int, default=100, help="--profile: events per frame (default 100)")
+
+    _args, _run = scenario_main("ingest", extra=_modes)
+    if _args.stages:
+        print(stage_costs(carts=_args.carts))
+    elif _args.profile:
+        print(profile_engine(carts=_args.carts, batch=_args.batch))
+    else:
+        sys.exit(_run())

@@ -786,7 +786,7 @@ def run(quick: bool, progress: Progress, *, tiny: bool | None = None, plan: Plan
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use
-    from bench.harness import run_scenario
+    from bench.harness import scenario_main
 
-    sys.exit(run_scenario("peers", quick="--quick" in sys.argv, as_json="--json" in sys.argv))
+    sys.exit(scenario_main("peers")[1]())
 

@@ -378,6 +378,6 @@ def run(quick: bool, progress: Callable[[str], None]) -> list[Row]:
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use
-    from bench.harness import run_scenario
+    from bench.harness import scenario_main
 
-    sys.exit(run_scenario("snapshot", quick="--quick" in sys.argv, as_json="--json" in sys.argv))
+    sys.exit(scenario_main("snapshot")[1]())
