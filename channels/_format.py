@@ -8,6 +8,7 @@ show (a unit price and a cart total). ``format_money(1234.5, "EUR", "en") == "â‚
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -39,6 +40,12 @@ def language_of(locale: str) -> str:
 
 def format_money(amount: object, currency: str, language: str) -> str:
     """Format ``amount`` of ``currency`` (ISO 4217 code) the way ``language`` readers expect."""
+    if type(amount) is float or type(amount) is int:
+        return _money_cached(amount, currency, language)  # prices repeat from message to message
+    return _format_money(amount, currency, language)
+
+
+def _format_money(amount: object, currency: str, language: str) -> str:
     try:
         value = Decimal(str(amount))
     except (InvalidOperation, ValueError):
@@ -57,6 +64,9 @@ def format_money(amount: object, currency: str, language: str) -> str:
     if symbol:
         return f"{sign}{symbol}{digits}"
     return f"{sign}{digits} {code}".rstrip()
+
+
+_money_cached = lru_cache(maxsize=4096, typed=True)(_format_money)
 
 
 def safe_url(url: object) -> str:
@@ -90,8 +100,12 @@ def tracked_url(url: str, param: str, value: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept), parts.fragment))
 
 
+_SPACES = re.compile(r"\s+")
+
+
 def one_line(text: object, limit: int = 200) -> str:
     """Collapse whitespace and control characters; cut to ``limit`` characters (for headers, SMS)."""
-    s = re.sub(r"\s+", " ", str(text or "")).strip()
-    s = "".join(ch for ch in s if ch.isprintable())
+    s = _SPACES.sub(" ", str(text or "")).strip()
+    if not s.isprintable():  # rare: one C call decides for the whole string
+        s = "".join(ch for ch in s if ch.isprintable())
     return s if len(s) <= limit else s[: limit - 1].rstrip() + "â€¦"

@@ -112,3 +112,32 @@ def test_masking():
     assert mask_contact("jane@example.com") == "j***@example.com"
     assert mask_contact("+34600111221") == "+34*****21"
     assert mask_contact("dGhpcy1pcy1hLXRva2Vu") == "dGhp***"
+
+
+def test_a_short_template_may_still_use_every_variable(tmp_path, make_message):
+    """Push and SMS build the costly variables (items, footer, unsubscribe link) only when their
+    template names them; an override that does gets exactly what the email gets."""
+    (tmp_path / "push_reminder.en.txt").write_text("$items_text|$footer_text|$unsubscribe_url|$header_html|$logo_html")
+    (tmp_path / "push_reminder.en.title").write_text("$store_name: $item_count")
+    extra = {"templates_dir": str(tmp_path), "email_header": "Sale <now>", "logo_url": "https://l.example/x.png"}
+    message = make_message(channel="push", extra=extra)
+    push = Renderer().push(message)
+    email = Renderer().email(make_message(id=message.id, extra=extra))
+    items_line = "- Blue mug × 2 €12.50 - Logo tee × 1 €20.00"
+    assert push.body.startswith(items_line + "|")
+    assert email.unsubscribe_url in push.body and "Sale &lt;now&gt;" in push.body and '<img src="https://l.example/x.png"' in push.body
+    assert push.title == "Demo Shop: 3"
+    assert push.body.split("|")[1] in email.text  # the same footer as the email's
+
+
+def test_one_line_and_cached_money():
+    from channels._format import one_line
+
+    assert one_line("  a\tb\n\nc  ") == "a b c"
+    assert one_line("bell\x07 and\x00nul") == "bell andnul"
+    assert one_line("x" * 10, 5) == "xxxx…"
+    assert one_line(None) == ""
+    for _ in range(2):  # the second round comes from the cache
+        assert format_money(12, "EUR", "en") == "€12.00" and format_money(12.0, "EUR", "de") == "12,00 €"
+        assert format_money(0.005, "USD", "en") == "$0.01" and format_money(1234.5, "JPY", "en") == "¥1,235"
+    assert format_money("7", "EUR", "en") == "€7.00"  # not cached, same rule
