@@ -33,7 +33,12 @@ Phases (``phase_s`` real seconds each: 30; quick 8; tiny 1):
 Per phase: ``events_per_s`` (the engine's accepted-event counter), ``reply_p50/p99/p999/max`` (from the
 load generator), ``timer_lag_p50/p99/p999/max`` (``engine.stats.timer_lag``, fire time minus due time,
 divided by the clock factor: real milliseconds), ``timers_fired_per_s``, ``sends_per_s.<channel>``,
-``rss``, ``cpu`` (the engine process's user+system time over wall time, ``resource.getrusage``; the load
+``send_queue_p99.<channel>`` (real milliseconds a message waited in its channel's queue, from being
+offered to the channel, once its ledger record was durable, to its send starting: the timer lag says
+when the engine noticed a deadline, this and the backlog say whether the message went then),
+``send_backlog.<channel>`` (messages still in the channel's queue at the phase's end) and
+``send_backlog.unrecorded`` (send intents still waiting for their ledger record to be durable), ``rss``,
+``cpu`` (the engine process's user+system time over wall time, ``resource.getrusage``; the load
 generator's is ``loadgen_cpu``), collector pauses (``gc_time``, ``gc_pause_max``, ``gc_full_collections``
 from ``gc.callbacks``), ``timers_pending`` and ``live_carts`` at the end, and the machine's 1-minute
 ``load_average`` (above the core count: something else was competing for the cores). ``summary`` rows hold
@@ -120,7 +125,12 @@ def engine_config(tmp: Path, factor: float) -> Any:
                          "incentive": {"kind": "discount", "percent": 10, "code_prefix": "BACK"}}
         for k in range(STORES)
     }
-    channels = {name: {"kind": "outbox", "dir": str(tmp / "outbox"), "rate": rate / factor, "queue": 50_000}
+    # Rates are given in engine time (the clock runs ``factor`` times faster than real time); so is the
+    # burst, which by default is a tenth of a second's worth: of *engine* seconds, i.e. a tenth of that in
+    # real time, fewer tokens than a busy loop turn takes at large factors. It is set to a tenth of a
+    # real second's worth, what the default gives on the real clock.
+    channels = {name: {"kind": "outbox", "dir": str(tmp / "outbox"), "rate": rate / factor,
+                       "burst": max(1.0, rate / 10), "queue": 50_000}
                 for name, rate in CHANNEL_RATES.items()}
     return parse_config({
         "engine": {
@@ -272,6 +282,7 @@ class _Cell:
         engine = self.engine
         stats = engine.stats
         stats.timer_lag = LatencyHistogram()  # this phase's lag only (the runtime reads it per batch)
+        stats.queue_time.clear()  # and this phase's time in the channels' queues
         sent0 = {ch: outcomes.get("sent", 0) for ch, outcomes in stats.sends.items()}
         fired0, events0 = stats.timers_fired, stats.events_accepted
         cpu0, child0, t0 = _cpu_s(resource.RUSAGE_SELF), _cpu_s(resource.RUSAGE_CHILDREN), time.perf_counter()
@@ -307,6 +318,18 @@ class _Cell:
                 continue
             sent = stats.sends[ch].get("sent", 0) - sent0.get(ch, 0)
             self.row(f"sends_per_s.{ch}", sent / wall, "msg/s", **p)
+        for ch, h in sorted(stats.queue_time.items()):
+            self.row(f"send_queue_p99.{ch}", h.summary()["p99_ms"], "ms", **p)
+        dispatcher = engine.dispatcher
+        if dispatcher is not None:
+            if dispatcher.ledger is not None:
+                self.row("send_backlog.unrecorded", dispatcher.ledger.waiting(), "msgs", **p)
+            waiting: dict[str, int] = {name: pool.statistics().queued for name, pool in dispatcher.pools.items()}
+            for pool, message in dispatcher.overflow:
+                waiting[message.channel] = waiting.get(message.channel, 0) + 1
+            for ch, n in sorted(waiting.items()):
+                if n or ch in stats.queue_time:
+                    self.row(f"send_backlog.{ch}", n, "msgs", **p)
         self.row("cpu", cpu / wall * 100, "%", **p)
         self.row("gc_time", self.gc.total_s / wall * 100, "%", **p)
         self.row("gc_pause_max", self.gc.max_s * 1000, "ms", **p)

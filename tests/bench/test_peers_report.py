@@ -107,6 +107,8 @@ def test_e2e_tiny_runs_every_phase(tmp_path: Path) -> None:
         assert _value(rows, "engine", "loadgen_errors", carts=n, phase=phase) == 0
         assert _value(rows, "engine", "reply_p99", carts=n, phase=phase) > 0
     assert any(r["metric"] == "timer_lag_p99_saturated_vs_target" for r in rows)
+    # when the messages went, not only when their timers fired
+    assert any(r["metric"].startswith("send_queue_p99.") and r["value"] >= 0 for r in rows)
 
 
 def test_peers_summary_states_targets_as_ratios() -> None:

@@ -28,8 +28,17 @@ PACKAGE = pathlib.Path(channels.__file__).parent
 def test_defaults_are_an_outbox():
     settings = ChannelSettings.from_table("email")
     assert settings.kind == "outbox" and settings.options.dir == "outbox"
-    assert settings.rate_per_s is None and settings.concurrency == 8 and settings.on_uncertain == "skip"
+    assert settings.rate_per_s is None and settings.on_uncertain == "skip"
     assert isinstance(build_sender("outbox", {}), OutboxSender)
+
+
+def test_concurrency_defaults_by_kind_and_can_be_set():
+    """An outbox's sends are lines for its writer's next grouped write: 256 may be in flight (8 capped a
+    saturated engine at ~60 sends/s, bench e2e); a provider gets a polite 8."""
+    assert ChannelSettings.from_table("email").concurrency == 256
+    assert ChannelSettings.from_table("email", {"kind": "smtp", "host": "h"}).concurrency == 8
+    assert ChannelSettings.from_table("push", {"kind": "webhook", "url": "https://h.example/x", "secret": "s"}).concurrency == 8
+    assert ChannelSettings.from_table("email", {"concurrency": 4}).concurrency == 4
 
 
 def test_full_table_is_parsed():
