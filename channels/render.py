@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 
 from channels import _mime, _templates
 from channels._format import format_money, language_of, one_line, safe_url, tracked_url
+from channels._substitute import substitute
 from channels.message import Message
 
 __all__ = [
@@ -140,11 +141,10 @@ class Renderer:
         """Subject, text and HTML bodies of ``message`` as an email."""
         lang, sources = self._choose(message, "email")
         values = self._values(message, lang)
-        subject = one_line(self._part(sources, lang, "email", message.template, "subject").safe_substitute(values))
+        subject = one_line(substitute(self._part(sources, lang, "email", message.template, "subject"), values))
         values["subject"] = subject
-        text = self._part(sources, lang, "email", message.template, "txt").safe_substitute(values)
-        html_values = {k: (v if k.endswith("_html") else html.escape(v, quote=True)) for k, v in values.complete().items()}
-        body_html = self._part(sources, lang, "email", message.template, "html").safe_substitute(html_values)
+        text = substitute(self._part(sources, lang, "email", message.template, "txt"), values)
+        body_html = substitute(self._part(sources, lang, "email", message.template, "html"), _HtmlEscaped(values))
         return RenderedEmail(
             subject=subject,
             text=_tidy_text(text),
@@ -197,14 +197,14 @@ class Renderer:
         """The SMS body (one line)."""
         lang, sources = self._choose(message, "sms")
         values = self._values(message, lang)
-        return one_line(self._part(sources, lang, "sms", message.template, "txt").safe_substitute(values), 1600)
+        return one_line(substitute(self._part(sources, lang, "sms", message.template, "txt"), values), 1600)
 
     def push(self, message: Message) -> RenderedPush:
         """A push notification's title and body, and the link it opens."""
         lang, sources = self._choose(message, "push")
         values = self._values(message, lang)
-        title = one_line(self._part(sources, lang, "push", message.template, "title").safe_substitute(values), 120)
-        body = one_line(self._part(sources, lang, "push", message.template, "txt").safe_substitute(values), 400)
+        title = one_line(substitute(self._part(sources, lang, "push", message.template, "title"), values), 120)
+        body = one_line(substitute(self._part(sources, lang, "push", message.template, "txt"), values), 400)
         return RenderedPush(title=title, body=body, url=values["resume_url"], language=lang)
 
     def whatsapp(self, message: Message) -> RenderedWhatsApp:
@@ -350,7 +350,7 @@ class Renderer:
             return one_line(extra.get("email_header") or "", 300)
 
         def footer_text() -> str:
-            return one_line(extra.get("email_footer") or "", 500) or Template(common["footer"]).safe_substitute(base)
+            return one_line(extra.get("email_footer") or "", 500) or substitute(common["footer"], base)
 
         def logo_html() -> str:
             logo = safe_url(extra.get("logo_url"))
@@ -370,8 +370,8 @@ class Renderer:
                 **base,
                 "language": lang,
                 "subject": "",
-                "headline": Template(step["headline"]).safe_substitute(base),
-                "intro": Template(step["intro"]).safe_substitute(base),
+                "headline": substitute(step["headline"], base),
+                "intro": substitute(step["intro"], base),
                 "cta": common["cta"],
                 "total_label": common["total"],
                 "resume_url": resume,
@@ -396,7 +396,7 @@ class Renderer:
 
 class _Values(dict):  # type: ignore[type-arg]
     """Template variables: a dict whose costly entries are built on first use (``__missing__``, which
-    ``Template.safe_substitute`` reaches through ``mapping[name]``)."""
+    :func:`~channels._substitute.substitute` reaches through ``mapping[name]``)."""
 
     __slots__ = ("_lazy",)
 
@@ -411,11 +411,20 @@ class _Values(dict):  # type: ignore[type-arg]
         value = self[key] = build()
         return value
 
-    def complete(self) -> _Values:
-        """Every variable built (for a template that escapes them all, as the HTML body does)."""
-        for key in self._lazy:
-            self[key]
-        return self
+
+
+class _HtmlEscaped:
+    """The variables as the HTML body sees them: HTML-escaped, except the ``*_html`` ones (built as
+    HTML). Escaped on use, so only the variables the template names are built and escaped."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: _Values) -> None:
+        self.values = values
+
+    def __getitem__(self, key: str) -> str:
+        value = self.values[key]
+        return value if key.endswith("_html") else html.escape(value, quote=True)
 
 
 # -- helpers ----------------------------------------------------------------------------------------
