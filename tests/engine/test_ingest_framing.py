@@ -79,3 +79,51 @@ def test_replies_do_not_depend_on_how_the_bytes_arrive(frames: list[Any], cuts: 
     assert [r["seq"] for r in answered] == list(range(1, len(frames) + 1))
     assert len(applied) == sum(r["accepted"] for r in answered)
     assert closed is garbage and (("error" in replies[-1]) is garbage)
+
+
+class _PausingTransport(_Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = 0
+
+    def pause_reading(self) -> None:
+        self.paused += 1
+
+
+def test_every_read_of_one_loop_turn_shares_the_turn_s_slice(monkeypatch: Any) -> None:
+    """uvloop reads a busy socket up to 32 times in one loop turn; each read must not get a fresh
+    budget, or one turn runs 32 slices while timers and sends wait. Reads in the same turn share one
+    ``EVENTS_PER_TURN``, across connections too; the next turn opens a new slice."""
+    from engine import ingest
+
+    monkeypatch.setattr(ingest, "EVENTS_PER_TURN", 150)
+    monkeypatch.setattr(ingest, "SLICE_S", 60.0)  # only the event budget counts here
+
+    async def run() -> tuple[list[int], int, int]:
+        handler, applied = _handler(Validator(EngineSettings(max_items=3, max_string=16)))
+        server = IngestServer(handler, Stats())
+        protos, transports = [], []
+        for _ in range(2):
+            proto = IngestProtocol(server)
+            transport = _PausingTransport()
+            proto.connection_made(transport)  # type: ignore[arg-type]
+            protos.append(proto)
+            transports.append(transport)
+        frame = msgpack.packb([{"type": "cart.updated", "store": "s", "cart": "a", "value": 1.0}] * 100)
+        seen = []
+        protos[0].data_received(frame * 3)  # one read: frames of 100 until the 150 are spent (2 frames)
+        seen.append(len(applied))
+        protos[0].data_received(frame)  # a second read in the same turn: nothing more
+        protos[1].data_received(frame)  # another connection, same turn: nothing either
+        seen.append(len(applied))
+        await asyncio.sleep(0)  # the next turn: a new slice, the postponed frames continue
+        seen.append(len(applied))
+        for _ in range(6):
+            await asyncio.sleep(0)
+        seen.append(len(applied))
+        return seen, transports[0].paused, transports[1].paused
+
+    seen, paused0, paused1 = asyncio.run(run())
+    assert seen[:2] == [200, 200]
+    assert 200 < seen[2] <= 400 and seen[3] == 500  # everything lands, a slice per turn
+    assert paused0 >= 1 and paused1 >= 1
