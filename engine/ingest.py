@@ -297,6 +297,7 @@ class IngestProtocol(asyncio.Protocol):
         deadline, budget = server.open_slice()
         if _perf() > deadline:
             budget = 0  # this turn's slice is spent: wait for the next turn
+        spent_before = budget <= 0  # then another connection spent it (and fired the timers)
         start = self.offset  # where the next frame starts (``tell`` is not that after an incomplete skip)
         try:
             while budget > 0:
@@ -343,7 +344,7 @@ class IngestProtocol(asyncio.Protocol):
             # Frames may remain buffered: let the rest of the loop run, then continue. Timers that fell
             # due meanwhile fire first, so a saturated ingest never starves the tick driver.
             between = self.server.between_slices
-            if between is not None:
+            if between is not None and not spent_before:
                 between()
             self.over_budget = True
             self.transport.pause_reading()

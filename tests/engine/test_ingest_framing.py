@@ -102,6 +102,8 @@ def test_every_read_of_one_loop_turn_shares_the_turn_s_slice(monkeypatch: Any) -
     async def run() -> tuple[list[int], int, int]:
         handler, applied = _handler(Validator(EngineSettings(max_items=3, max_string=16)))
         server = IngestServer(handler, Stats())
+        fired: list[int] = []
+        server.between_slices = lambda: fired.append(1)  # the engine fires due timers here
         protos, transports = [], []
         for _ in range(2):
             proto = IngestProtocol(server)
@@ -116,6 +118,7 @@ def test_every_read_of_one_loop_turn_shares_the_turn_s_slice(monkeypatch: Any) -
         protos[0].data_received(frame)  # a second read in the same turn: nothing more
         protos[1].data_received(frame)  # another connection, same turn: nothing either
         seen.append(len(applied))
+        assert len(fired) == 1  # timers fire once per spent slice, not once per connection that finds it spent
         await asyncio.sleep(0)  # the next turn: a new slice, the postponed frames continue
         seen.append(len(applied))
         for _ in range(6):
