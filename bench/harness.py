@@ -9,7 +9,6 @@ writes ``<out>/<name>.json``.
 from __future__ import annotations
 
 import argparse
-
 import importlib
 import json
 import os
@@ -152,6 +151,13 @@ def run_scenario(
     return 0
 
 
+def add_scenario_options(parser: argparse.ArgumentParser) -> None:
+    """The options every scenario takes, on ``cartwheel bench NAME`` and ``python -m bench.NAME`` alike."""
+    parser.add_argument("--quick", action="store_true", help="small sizes, finishes in under 60 s")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+    parser.add_argument("--out", default="bench/out", help="directory for the JSON result (default bench/out)")
+
+
 def scenario_main(
     name: str, argv: list[str] | None = None,
     extra: Callable[[argparse.ArgumentParser], None] | None = None,
@@ -161,11 +167,8 @@ def scenario_main(
     runs the scenario with them, so that a module with its own modes (``--stages``) checks those first.
     ``--help`` prints the options instead of starting a run that may take many minutes."""
     parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=f"the {name} benchmark scenario")
-    parser.add_argument("--quick", action="store_true", help="small sizes, finishes in under 60 s")
-    parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
-    parser.add_argument("--out", default="bench/out", help="directory for the JSON result (default bench/out)")
+    add_scenario_options(parser)
     if extra is not None:
         extra(parser)
     args = parser.parse_args(argv)
     return args, lambda: run_scenario(name, quick=args.quick, as_json=args.json, out_dir=args.out)
-

@@ -8,8 +8,8 @@ show (a unit price and a cart total). ``format_money(1234.5, "EUR", "en") == "â‚
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 from urllib.parse import quote, urlsplit, urlunsplit
 
 __all__ = ["format_money", "tracked_url", "safe_url", "one_line", "language_of"]

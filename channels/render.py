@@ -412,7 +412,6 @@ class _Values(dict):  # type: ignore[type-arg]
         return value
 
 
-
 class _HtmlEscaped:
     """The variables as the HTML body sees them: HTML-escaped, except the ``*_html`` ones (built as
     HTML). Escaped on use, so only the variables the template names are built and escaped."""

@@ -57,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "or 'report' (bench/out/*.json -> bench/RESULTS.md and charts)")
     bench.add_argument("--in", dest="in_dir", default="bench/out", help="report: directory of JSON results")
     bench.add_argument("--md", default="bench/RESULTS.md", help="report: the markdown file to write")
-    bench.add_argument("--quick", action="store_true", help="small sizes, finishes in under 60 s")
-    bench.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
-    bench.add_argument("--out", default="bench/out", help="directory for the JSON result (default bench/out)")
+    from bench.harness import add_scenario_options
+
+    add_scenario_options(bench)
     return parser
 
 

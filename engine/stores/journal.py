@@ -45,7 +45,6 @@ from engine.stores.base import (
     StoreLost,
     StoreUnavailable,
     event_partition,
-    partition_of,
 )
 
 __all__ = ["Journal", "StoreHealth"]
@@ -170,9 +169,7 @@ class Journal:
         parts = self.store.partitions
         encoded = []
         for index, event in enumerate(frame):  # encoded now, so the dicts die with their frame
-            cart = event.get("cart")
-            part = partition_of(event["store"], cart, parts) if type(cart) is str else event_partition(event, parts)
-            encoded.append((index, Raw(_packb(event)), part))
+            encoded.append((index, Raw(_packb(event)), event_partition(event, parts)))
         group = self._group()
         group.batches.append(JournalBatch(self.seq.next(), self.frame_now, encoded))
         group.events += len(frame)
