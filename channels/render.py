@@ -344,72 +344,84 @@ class Renderer:
         base = {"store_name": store_name, "item_count": str(sum(_qty(i) for i in items) or len(items)), "total": total}
         incentive_text = _incentive_text(message.incentive, common, currency, lang)
         base["incentive_text"] = incentive_text
-        extra = message.extra
-
-        def header_text() -> str:
-            return one_line(extra.get("email_header") or "", 300)
-
-        def footer_text() -> str:
-            return one_line(extra.get("email_footer") or "", 500) or substitute(common["footer"], base)
-
-        def logo_html() -> str:
-            logo = safe_url(extra.get("logo_url"))
-            if not logo:
-                return ""
-            return (f'<img src="{html.escape(logo, quote=True)}" alt="{html.escape(store_name, quote=True)}" '
-                    'style="max-height:48px;display:block">')
-
-        def incentive_html() -> str:
-            if not incentive_text:
-                return ""
-            return ('<tr><td style="padding:8px 24px"><div style="background:#fef3c7;padding:12px;border-radius:6px;'
-                    f'font-size:15px"><strong>{html.escape(incentive_text)}</strong></div></td></tr>')
-
-        values = _Values(
-            {
-                **base,
-                "language": lang,
-                "subject": "",
-                "headline": substitute(step["headline"], base),
-                "intro": substitute(step["intro"], base),
-                "cta": common["cta"],
-                "total_label": common["total"],
-                "resume_url": resume,
-                "unsubscribe_label": common["unsubscribe"],
-                "message_id": message.id,
-                "cart": message.cart,
-            },
-            {
-                "items_text": lambda: _items_text(items, common, currency, lang),
-                "items_html": lambda: _items_html(items, common, currency, lang),
-                "incentive_html": incentive_html,
-                "header_text": header_text,
-                "header_html": lambda: html.escape(values["header_text"]),
-                "footer_text": footer_text,
-                "footer_html": lambda: html.escape(values["footer_text"]),
-                "logo_html": logo_html,
-                "unsubscribe_url": lambda: _unsubscribe_url(message, resume),
-            },
-        )
+        values = _Values({
+            **base,
+            "language": lang,
+            "subject": "",
+            "headline": substitute(step["headline"], base),
+            "intro": substitute(step["intro"], base),
+            "cta": common["cta"],
+            "total_label": common["total"],
+            "resume_url": resume,
+            "unsubscribe_label": common["unsubscribe"],
+            "message_id": message.id,
+            "cart": message.cart,
+        })
+        values.message, values.items, values.common, values.currency, values.lang = message, items, common, currency, lang
+        values.base = base
         return values
 
 
 class _Values(dict):  # type: ignore[type-arg]
     """Template variables: a dict whose costly entries are built on first use (``__missing__``, which
-    :func:`~channels._substitute.substitute` reaches through ``mapping[name]``)."""
+    :func:`~channels._substitute.substitute` reaches through ``mapping[name]``).
 
-    __slots__ = ("_lazy",)
+    What the builders need is kept in slots and the builders are module functions (:data:`_LAZY`), not
+    closures: a closure that reads the variables back (``header_html`` from ``header_text``) made every
+    rendering a reference cycle, garbage that only the cyclic collector frees, and that the engine's
+    periodic ``gc.freeze()`` could put out of its reach for good (measured before: ~30 objects in cycles
+    per rendering, 290 k in one 8-second benchmark phase).
+    """
 
-    def __init__(self, ready: dict[str, str], lazy: dict[str, Callable[[], str]]) -> None:
-        super().__init__(ready)
-        self._lazy = lazy
+    __slots__ = ("message", "items", "common", "currency", "lang", "base")
+
+    message: Message
+    items: list[Any]
+    common: dict[str, str]
+    currency: str
+    lang: str
+    base: dict[str, str]
 
     def __missing__(self, key: str) -> str:
-        build = self._lazy.get(key)
+        build = _LAZY.get(key)
         if build is None:
             raise KeyError(key)
-        value = self[key] = build()
+        value = self[key] = build(self)
         return value
+
+
+def _footer_text(v: _Values) -> str:
+    return one_line(v.message.extra.get("email_footer") or "", 500) or substitute(v.common["footer"], v.base)
+
+
+def _logo_html(v: _Values) -> str:
+    logo = safe_url(v.message.extra.get("logo_url"))
+    if not logo:
+        return ""
+    return (f'<img src="{html.escape(logo, quote=True)}" alt="{html.escape(v.base["store_name"], quote=True)}" '
+            'style="max-height:48px;display:block">')
+
+
+def _incentive_html(v: _Values) -> str:
+    text = v.base["incentive_text"]
+    if not text:
+        return ""
+    return ('<tr><td style="padding:8px 24px"><div style="background:#fef3c7;padding:12px;border-radius:6px;'
+            f'font-size:15px"><strong>{html.escape(text)}</strong></div></td></tr>')
+
+
+#: the variables built on first use, each from the :class:`_Values` that asks for it
+_LAZY: dict[str, Callable[[_Values], str]] = {
+    "items_text": lambda v: _items_text(v.items, v.common, v.currency, v.lang),
+    "items_html": lambda v: _items_html(v.items, v.common, v.currency, v.lang),
+    "incentive_html": _incentive_html,
+    "header_text": lambda v: one_line(v.message.extra.get("email_header") or "", 300),
+    "header_html": lambda v: html.escape(v["header_text"]),
+    "footer_text": _footer_text,
+    "footer_html": lambda v: html.escape(v["footer_text"]),
+    "logo_html": _logo_html,
+    "unsubscribe_url": lambda v: _unsubscribe_url(v.message, v["resume_url"]),
+}
 
 
 class _HtmlEscaped:

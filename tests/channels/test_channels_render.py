@@ -1,6 +1,8 @@
 """Rendering: languages, escaping, tracked links, incentives, money and per-store template files."""
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from channels import Renderer, RenderError
@@ -141,3 +143,26 @@ def test_one_line_and_cached_money():
         assert format_money(12, "EUR", "en") == "€12.00" and format_money(12.0, "EUR", "de") == "12,00 €"
         assert format_money(0.005, "USD", "en") == "$0.01" and format_money(1234.5, "JPY", "en") == "¥1,235"
     assert format_money("7", "EUR", "en") == "€7.00"  # not cached, same rule
+
+
+def test_rendering_leaves_no_reference_cycles(tmp_path, make_message):
+    """Every outbox send renders, and the engine freezes long-lived objects out of the collector's reach
+    every few seconds (``engine.runtime``): garbage in reference cycles would be freed late, or never.
+    Renders must be freed by reference counting alone, lazy variables (header, footer, items) included."""
+    (tmp_path / "push_reminder.en.txt").write_text("$items_text|$footer_html|$unsubscribe_url|$header_html|$logo_html")
+    extra = {"templates_dir": str(tmp_path), "email_header": "Sale", "logo_url": "https://l.example/x.png"}
+    renderer = Renderer()
+    renderer.email(make_message(extra=extra))  # template files read and cached before counting
+    renderer.push(make_message(channel="push", extra=extra))
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(50):
+            renderer.email(make_message(extra=extra))
+            renderer.preview(make_message(channel="push", extra=extra))
+            renderer.sms(make_message(channel="sms"))
+            renderer.whatsapp(make_message(channel="whatsapp"))
+    finally:
+        found = gc.collect()
+        gc.enable()
+    assert found == 0
