@@ -43,6 +43,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
+from functools import lru_cache
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -439,6 +440,7 @@ class _HtmlEscaped:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+@lru_cache(maxsize=512)  # a handful of media, steps, languages and parts; every rendering asks
 def _builtin(medium: str, template: str, lang: str, part: str) -> Template:
     phrases = _templates.PHRASES.get(lang, _templates.PHRASES["en"])
     step = phrases.get(template) or phrases["reminder"]
