@@ -31,7 +31,9 @@ Sizes: full, about 12 minutes; ``--quick`` (20 k carts, 3 s runs, six cells), un
 ``python -m bench.ingest --profile`` profiles the engine's ingest path in-process (cProfile over
 ``IngestProtocol.data_received`` fed the same frames) and prints the top functions;
 ``python -m bench.ingest --stages`` times each stage of it on its own, without a profiler (see
-:func:`stage_costs`).
+:func:`stage_costs`); ``python -m bench.ingest --flood`` measures collector pauses while every event
+creates a new cart, without and with the runtime's freeze-before-full-collection hook (see
+:func:`flood_pauses`).
 """
 from __future__ import annotations
 
@@ -517,13 +519,95 @@ async def _stage_costs(*, carts: int, events: int) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# ---------------------------------------------------------------------- new-cart flood
+
+
+def flood_pauses(*, carts: int = 100_000, seconds: float = 15.0) -> str:
+    """Collector pauses while every event creates a new cart, with and without the runtime's hook.
+
+    The in-process engine of :func:`profile_engine` (``carts`` carts, then frozen), the engine's collector
+    threshold and its periodic freeze (every ``GC_FREEZE_INTERVAL_S`` of wall time, done here in the feed
+    loop): frames of 100 ``cart.updated`` events for carts never seen, as fast as the path takes them,
+    for ``seconds``, first without ``engine.runtime._freeze_before_full_collection`` and then with it.
+    Returns one line per run: new carts/s, full collections and the longest pauses.
+    """
+    import uvloop
+
+    return uvloop.run(_flood_pauses(carts=carts, seconds=seconds))
+
+
+async def _flood_pauses(*, carts: int, seconds: float) -> str:
+    import gc
+
+    from msgpack import packb
+
+    from engine.runtime import GC_FREEZE_INTERVAL_S, GC_GEN0_THRESHOLD, _freeze_before_full_collection
+
+    tmp = Path(tempfile.mkdtemp(prefix="cw-ingest-flood-"))
+    saved = gc.get_threshold()
+    pauses: list[tuple[int, float]] = []
+    started = [0.0]
+
+    def watch(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((info["generation"], time.perf_counter() - started[0]))
+
+    lines = []
+    try:
+        engine, proto, _spec = await _populated_engine(tmp, carts)
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_GEN0_THRESHOLD, saved[1], saved[2])
+        item = [{"sku": "A1", "name": "Lamp", "qty": 1, "price": 30.0}]
+        n = 0
+        for hooked in (False, True):
+            pauses.clear()
+            gc.callbacks.append(watch)
+            if hooked:
+                gc.callbacks.append(_freeze_before_full_collection)
+            t0 = last_freeze = time.perf_counter()
+            n0 = n
+            try:
+                while time.perf_counter() - t0 < seconds:
+                    proto.data_received(packb([
+                        {"type": "cart.updated", "store": "shop1", "cart": f"flood{n + k}", "profile": f"fp{n + k}",
+                         "items": item, "value": 30.0, "currency": "EUR",
+                         "checkout_url": f"https://shop1.example.test/c/flood{n + k}"} for k in range(100)]))
+                    n += 100
+                    await asyncio.sleep(0)
+                    if time.perf_counter() - last_freeze > GC_FREEZE_INTERVAL_S:
+                        gc.freeze()
+                        last_freeze = time.perf_counter()
+            finally:
+                gc.callbacks.remove(watch)
+                if hooked:
+                    gc.callbacks.remove(_freeze_before_full_collection)
+            wall = time.perf_counter() - t0
+            full = [p for g, p in pauses if g == 2]
+            young = [p for g, p in pauses if g < 2]
+            lines.append(
+                f"{'with' if hooked else 'without'} the freeze-before-full-collection hook: {(n - n0) / wall:,.0f} new carts/s, "
+                f"{len(young)} young and {len(full)} full collections in {wall:.0f} s, "
+                f"longest full {max(full, default=0) * 1e3:.0f} ms, longest young {max(young, default=0) * 1e3:.0f} ms, "
+                f"collector {sum(p for _, p in pauses) / wall:.1%} of the time")
+        lines.insert(0, f"new-cart flood into {carts:,} carts, frames of 100, {engine.stats.events_accepted:,} events accepted in all")
+        return "\n".join(lines)
+    finally:
+        gc.set_threshold(*saved)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":  # pragma: no cover - manual use
     from bench.harness import scenario_main
 
     def _modes(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--stages", action="store_true", help="time each stage of the ingest path in-process")
         parser.add_argument("--profile", action="store_true", help="cProfile of the ingest path in-process")
-        parser.add_argument("--carts", type=int, default=100_000, help="--stages/--profile: live carts (default 100000)")
+        parser.add_argument("--flood", action="store_true",
+                            help="collector pauses under a flood of new carts, without and with the runtime's hook")
+        parser.add_argument("--carts", type=int, default=100_000, help="--stages/--profile/--flood: live carts (default 100000)")
         parser.add_argument("--batch", type=int, default=100, help="--profile: events per frame (default 100)")
 
     _args, _run = scenario_main("ingest", extra=_modes)
@@ -531,5 +615,7 @@ if __name__ == "__main__":  # pragma: no cover - manual use
         print(stage_costs(carts=_args.carts))
     elif _args.profile:
         print(profile_engine(carts=_args.carts, batch=_args.batch))
+    elif _args.flood:
+        print(flood_pauses(carts=_args.carts))
     else:
         sys.exit(_run())

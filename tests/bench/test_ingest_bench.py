@@ -65,3 +65,14 @@ def test_stage_costs_times_every_stage_of_the_ingest_path() -> None:
     assert set(found) == {"whole path", "(msgspec)", "checks in Python", "wheel)"}, report
     assert all(float(v) > 0 for v in found.values()), report
     assert float(found["whole path"]) > float(found["wheel)"]), report
+
+
+def test_flood_pauses_runs_without_and_with_the_hook() -> None:
+    import re
+
+    from bench.ingest import flood_pauses
+
+    report = flood_pauses(carts=2_000, seconds=0.5)
+    runs = re.findall(r"^(without|with) the freeze-before-full-collection hook: ([0-9,]+) new carts/s, (\d+) young", report, re.M)
+    assert [r[0] for r in runs] == ["without", "with"], report
+    assert all(int(rate.replace(",", "")) > 0 and int(young) > 0 for _, rate, young in runs), report
