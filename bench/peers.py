@@ -741,21 +741,21 @@ def _summary(rows: list[Row], plan: Plan) -> list[Row]:
         at = big if _value(rows, peer, "schedule_rate", big) is not None else _largest(rows, peer)
         if at is None:
             continue
-        for op in ("schedule", "cancel"):
-            a, b = _value(rows, "cartwheel", f"{op}_rate", big), _value(rows, peer, f"{op}_rate", at)
-            if a is not None and b:
-                p: dict[str, Any] = {"carts": big, "target": TARGETS[key], "met": a / b >= TARGETS[key]}
-                if at != big:
-                    p[f"{peer}_carts"] = at
-                add(f"{op}_{key}", a / b, p)
-        # The whole workload: every reminder scheduled once, the cancelled share cancelled once. This is
-        # what a shop pays per abandoned cart; the per-operation rows above say where each side spends it.
-        work = _workload_rate(rows, "cartwheel", big), _workload_rate(rows, peer, at)
-        if work[0] is not None and work[1]:
-            p = {"carts": big, "target": TARGETS[key], "met": work[0] / work[1] >= TARGETS[key]}
+
+        def against(metric: str, a: float | None, b: float | None) -> None:
+            """A ratio row ``metric`` = ``a / b`` with the target and the peer's size when it differs."""
+            if a is None or not b:
+                return
+            p: dict[str, Any] = {"carts": big, "target": TARGETS[key], "met": a / b >= TARGETS[key]}
             if at != big:
                 p[f"{peer}_carts"] = at
-            add(f"workload_{key}", work[0] / work[1], p)
+            add(metric, a / b, p)
+
+        for op in ("schedule", "cancel"):
+            against(f"{op}_{key}", _value(rows, "cartwheel", f"{op}_rate", big), _value(rows, peer, f"{op}_rate", at))
+        # The whole workload: every reminder scheduled once, the cancelled share cancelled once. This is
+        # what a shop pays per abandoned cart; the per-operation rows above say where each side spends it.
+        against(f"workload_{key}", _workload_rate(rows, "cartwheel", big), _workload_rate(rows, peer, at))
     for metric, key in (("lateness_p99", "p99_ms"), ("lateness_max", "max_ms")):
         v = _value(rows, "cartwheel", metric, big)
         if v is not None:

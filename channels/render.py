@@ -345,7 +345,7 @@ class Renderer:
         base = {"store_name": store_name, "item_count": str(sum(_qty(i) for i in items) or len(items)), "total": total}
         incentive_text = _incentive_text(message.incentive, common, currency, lang)
         base["incentive_text"] = incentive_text
-        values = _Values({
+        return _Values({
             **base,
             "language": lang,
             "subject": "",
@@ -357,10 +357,7 @@ class Renderer:
             "unsubscribe_label": common["unsubscribe"],
             "message_id": message.id,
             "cart": message.cart,
-        })
-        values.message, values.items, values.common, values.currency, values.lang = message, items, common, currency, lang
-        values.base = base
-        return values
+        }, message=message, items=items, common=common, currency=currency, lang=lang, base=base)
 
 
 class _Values(dict):  # type: ignore[type-arg]
@@ -376,12 +373,15 @@ class _Values(dict):  # type: ignore[type-arg]
 
     __slots__ = ("message", "items", "common", "currency", "lang", "base")
 
-    message: Message
-    items: list[Any]
-    common: dict[str, str]
-    currency: str
-    lang: str
-    base: dict[str, str]
+    def __init__(self, ready: dict[str, str], *, message: Message, items: list[Any], common: dict[str, str],
+                 currency: str, lang: str, base: dict[str, str]) -> None:
+        super().__init__(ready)
+        self.message = message
+        self.items = items
+        self.common = common
+        self.currency = currency
+        self.lang = lang
+        self.base = base
 
     def __missing__(self, key: str) -> str:
         build = _LAZY.get(key)
