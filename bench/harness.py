@@ -5,11 +5,17 @@ is ``{"impl": str, "params": {...}, "metric": str, "value": float, "unit": str}`
 one line of text (printed to stderr so that ``--json`` output stays clean). The harness adds the
 machine description and the git commit, prints a table (or the JSON document with ``--json``) and
 writes ``<out>/<name>.json``.
+
+Scenarios measured per shop size (``e2e``, ``ingest``, ``peers``) also take ``sizes``: the live carts of
+each cell, from ``--sizes 250k,10M``, in place of the plan's own (that is how a user sizes a deployment:
+run ``e2e`` at the carts they expect). A scenario refuses a setup this machine cannot hold by raising
+:class:`BenchSetupError`; the harness prints its message and exits with status 2, no traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -20,7 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCENARIOS", "run_scenario", "machine_info", "format_table", "rss_bytes", "peak_rss_bytes"]
+__all__ = [
+    "SCENARIOS", "BenchSetupError", "run_scenario", "machine_info", "format_table", "parse_sizes", "rss_bytes",
+    "peak_rss_bytes", "available_memory_bytes",
+]
 
 #: scenario name -> module under bench/
 SCENARIOS: dict[str, str] = {
@@ -30,6 +39,56 @@ SCENARIOS: dict[str, str] = {
 }
 
 Row = dict[str, Any]
+
+#: ``--sizes`` bounds: below a thousand carts nothing is measured; above a hundred million no machine of
+#: this project's kind holds the carts (about 1 KB each).
+MIN_SIZE, MAX_SIZE = 1_000, 100_000_000
+_SUFFIXES = {"k": 1_000, "m": 1_000_000}
+
+
+class BenchSetupError(Exception):
+    """A scenario cannot run as asked on this machine (e.g. the carts asked for do not fit in memory)."""
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """``"250k,1M,10000000"`` -> ``(250000, 1000000, 10000000)``: live carts per cell, in the order given,
+    duplicates dropped. ``k`` is a thousand, ``M`` a million (either case); ``1.5M`` is allowed.
+
+    Raises:
+        argparse.ArgumentTypeError: naming the part that is not a count in range.
+    """
+    sizes: list[int] = []
+    for part in text.split(","):
+        word = part.strip().replace("_", "")
+        scale = _SUFFIXES.get(word[-1:].lower(), 1)
+        number = word[:-1] if scale != 1 else word
+        try:
+            value = float(number) * scale if "." in number else int(number) * scale
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r} is not a count of carts (examples: 250k, 1M, 1.5M, 10000000)") from None
+        if value != int(value) or not MIN_SIZE <= value <= MAX_SIZE:
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r}: a whole number of carts from {MIN_SIZE:,} to {MAX_SIZE:,} is expected")
+        if int(value) not in sizes:
+            sizes.append(int(value))
+    return tuple(sizes)
+
+
+def available_memory_bytes() -> int | None:
+    """``MemAvailable`` from /proc/meminfo (what can be allocated without swapping), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _takes_sizes(module: Any) -> bool:
+    return "sizes" in inspect.signature(module.run).parameters
 
 
 def rss_bytes() -> int:
@@ -118,19 +177,34 @@ def _stderr(line: str) -> None:
 
 def run_scenario(
     name: str, *, quick: bool = False, as_json: bool = False, out_dir: str | None = "bench/out",
-    progress: Callable[[str], None] = _stderr,
+    progress: Callable[[str], None] = _stderr, sizes: tuple[int, ...] | None = None,
 ) -> int:
-    """Run one scenario (or ``all``); returns a process exit code."""
+    """Run one scenario (or ``all``); returns a process exit code.
+
+    ``sizes``: live carts per cell for the scenarios that take them (``--sizes``); any other refuses it.
+    """
     names = list(SCENARIOS) if name == "all" else [name]
     for n in names:
         if n not in SCENARIOS:
             print(f"cartwheel bench: unknown scenario {n!r} (known: {', '.join(SCENARIOS)}, all)", file=sys.stderr)
             return 2
-    for n in names:
-        module = importlib.import_module(SCENARIOS[n])
-        progress(f"bench {n}{' (quick)' if quick else ''}: running")
+    modules = {n: importlib.import_module(SCENARIOS[n]) for n in names}
+    if sizes:
+        fixed = [n for n, module in modules.items() if not _takes_sizes(module)]
+        if fixed:
+            sized = [n for n in SCENARIOS if _takes_sizes(importlib.import_module(SCENARIOS[n]))]
+            print(f"cartwheel bench: --sizes applies to {', '.join(sized)} (live carts per cell); "
+                  f"{', '.join(fixed)} {'takes' if len(fixed) == 1 else 'take'} no sizes", file=sys.stderr)
+            return 2
+    for n, module in modules.items():
+        at = f" at {', '.join(f'{size:,}' for size in sizes)} carts" if sizes else ""
+        progress(f"bench {n}{' (quick)' if quick else ''}{at}: running")
         started = time.perf_counter()
-        rows: list[Row] = module.run(quick, progress)
+        try:
+            rows: list[Row] = module.run(quick, progress, sizes=sizes) if sizes else module.run(quick, progress)
+        except BenchSetupError as exc:
+            print(f"cartwheel bench {n}: {exc}", file=sys.stderr)
+            return 2
         doc = {
             "scenario": n,
             "quick": quick,
@@ -156,6 +230,8 @@ def add_scenario_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, finishes in under 60 s")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     parser.add_argument("--out", default="bench/out", help="directory for the JSON result (default bench/out)")
+    parser.add_argument("--sizes", type=parse_sizes, metavar="N[,N...]",
+                        help="e2e, ingest, peers: live carts per cell instead of the plan's, e.g. 250k,10M")
 
 
 def scenario_main(
@@ -171,4 +247,4 @@ def scenario_main(
     if extra is not None:
         extra(parser)
     args = parser.parse_args(argv)
-    return args, lambda: run_scenario(name, quick=args.quick, as_json=args.json, out_dir=args.out)
+    return args, lambda: run_scenario(name, quick=args.quick, as_json=args.json, out_dir=args.out, sizes=args.sizes)

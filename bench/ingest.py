@@ -50,7 +50,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -339,11 +339,15 @@ def _summary(rows: list[Row], plan: Plan) -> list[Row]:
     return out
 
 
-def run(quick: bool, progress: Callable[[str], None], *, tiny: bool | None = None) -> list[Row]:
-    """The harness entry point (``tiny``: default from ``CARTWHEEL_BENCH_TINY``)."""
+def run(quick: bool, progress: Callable[[str], None], *, tiny: bool | None = None,
+        sizes: tuple[int, ...] | None = None) -> list[Row]:
+    """The harness entry point (``tiny``: default from ``CARTWHEEL_BENCH_TINY``; ``sizes``: live carts per
+    cell in place of the plan's)."""
     if tiny is None:
         tiny = os.environ.get(TINY_ENV, "") not in ("", "0")
     plan = plan_for(quick, tiny)
+    if sizes:
+        plan = replace(plan, carts=tuple(sizes))
     tmp = Path(tempfile.mkdtemp(prefix="cw-ingest-"))
     try:
         load = os.getloadavg()

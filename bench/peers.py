@@ -82,7 +82,7 @@ import time
 import traceback
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from typing import Any, Self
@@ -781,11 +781,15 @@ def _summary(rows: list[Row], plan: Plan) -> list[Row]:
     return out
 
 
-def run(quick: bool, progress: Progress, *, tiny: bool | None = None, plan: Plan | None = None) -> list[Row]:
-    """The harness entry point (``tiny``: default from ``CARTWHEEL_BENCH_TINY``)."""
+def run(quick: bool, progress: Progress, *, tiny: bool | None = None, plan: Plan | None = None,
+        sizes: tuple[int, ...] | None = None) -> list[Row]:
+    """The harness entry point (``tiny``: default from ``CARTWHEEL_BENCH_TINY``; ``sizes``: carts per cell
+    in place of the plan's; arq still runs at most ``arq_cap`` of them)."""
     if tiny is None:
         tiny = os.environ.get(TINY_ENV, "") not in ("", "0")
     plan = plan or plan_for(quick, tiny)
+    if sizes:
+        plan = replace(plan, sizes=tuple(sizes))
     impls = list(plan.impls)
     if shutil.which("redis-server") is None:
         progress("  peers: redis-server not found: redis_zset and arq skipped")

@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             return report_main(args.in_dir, args.md)
         from bench.harness import run_scenario
 
-        return run_scenario(args.name, quick=args.quick, as_json=args.json, out_dir=args.out)
+        return run_scenario(args.name, quick=args.quick, as_json=args.json, out_dir=args.out, sizes=args.sizes)
     parser.error(f"unknown command {args.command!r}")
     return 2
 

@@ -5,7 +5,8 @@ import argparse
 
 import pytest
 
-from bench.harness import scenario_main
+from bench.e2e import E2E_BYTES_PER_CART, check_memory
+from bench.harness import BenchSetupError, parse_sizes, run_scenario, scenario_main
 
 
 def test_help_prints_the_options_and_runs_nothing(capsys: pytest.CaptureFixture[str]) -> None:
@@ -30,3 +31,46 @@ def test_an_unknown_option_is_refused_by_name(capsys: pytest.CaptureFixture[str]
         scenario_main("wheel", ["--carts", "5"])
     assert exit_.value.code == 2
     assert "--carts" in capsys.readouterr().err
+
+
+def test_sizes_read_counts_with_suffixes_in_the_order_given() -> None:
+    assert parse_sizes("250k,1M,1.5M,10_000_000,2m,250k") == (250_000, 1_000_000, 1_500_000, 10_000_000, 2_000_000)
+    args, _ = scenario_main("e2e", ["--sizes", "10M"])
+    assert args.sizes == (10_000_000,)
+    assert scenario_main("e2e", [])[0].sizes is None
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("10x", "'10x' is not a count"), ("", "'' is not a count"), ("1M,,2M", "'' is not a count"),
+    ("0", "from 1,000 to 100,000,000"), ("999", "from 1,000"), ("-5k", "from 1,000"), ("101M", "to 100,000,000"),
+    ("1.0000005M", "a whole number"), ("inf", "not a count"),
+])
+def test_a_bad_size_is_refused_by_what_is_wrong(text: str, says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=says):
+        parse_sizes(text)
+    with pytest.raises(SystemExit) as exit_:
+        scenario_main("e2e", ["--sizes", text])
+    assert exit_.value.code == 2
+    assert "--sizes" in capsys.readouterr().err
+
+
+def test_a_scenario_without_sizes_refuses_them_before_running(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_scenario("wheel", sizes=(10_000,), out_dir=None) == 2
+    err = capsys.readouterr().err
+    assert "--sizes applies to" in err and "e2e" in err and "wheel takes no sizes" in err
+    assert run_scenario("all", sizes=(10_000,), out_dir=None) == 2
+    assert "snapshot" in capsys.readouterr().err
+
+
+def test_e2e_refuses_a_size_that_does_not_fit_in_memory(capsys: pytest.CaptureFixture[str]) -> None:
+    check_memory(10_000_000, 10_000_000 * E2E_BYTES_PER_CART)  # fits exactly
+    check_memory(10_000_000, None)  # unknown: no refusal
+    with pytest.raises(BenchSetupError, match=r"10,000,000 carts need about 13.0 GB .* 8.0 GB available; "
+                                              r"at most about 6,000,000 fit"):
+        check_memory(10_000_000, 8_000_000_000)
+    with pytest.raises(BenchSetupError, match=r"at most about 500,000 fit"):
+        check_memory(1_000_000, 650_000_000)
+    # through the command line: status 2 and the reason, no traceback, nothing run
+    assert run_scenario("e2e", sizes=(100_000_000,), out_dir=None) == 2
+    err = capsys.readouterr().err
+    assert "cartwheel bench e2e: 100,000,000 carts need about 130.0 GB" in err and "Traceback" not in err

@@ -24,10 +24,10 @@ HAS_ARQ = importlib.util.find_spec("arq") is not None
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 
 
-def _bench(name: str, out: Path) -> dict[str, Any]:
+def _bench(name: str, out: Path, *extra: str) -> dict[str, Any]:
     env = dict(os.environ, CARTWHEEL_BENCH_TINY="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "bench", name, "--quick", "--json", "--out", str(out)],
+        [sys.executable, "-m", "engine.cli", "bench", name, "--quick", "--json", "--out", str(out), *extra],
         check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=110,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -92,10 +92,12 @@ def test_peers_tiny_reports_every_peer_and_cartwheel_is_exact(tmp_path: Path) ->
         assert any(r["metric"] == "schedule_vs_redis_zset" for r in rows)
 
 
-def test_e2e_tiny_runs_every_phase(tmp_path: Path) -> None:
-    doc = _bench("e2e", tmp_path)
+def test_e2e_tiny_runs_every_phase_at_the_size_asked_for(tmp_path: Path) -> None:
+    n = 3_000  # --sizes: in place of the tiny plan's own size
+    assert e2e_plan(True, tiny=True).carts != (n,)
+    doc = _bench("e2e", tmp_path, "--sizes", "3k")
     rows = doc["rows"]
-    n = e2e_plan(True, tiny=True).carts[0]
+    assert {r["params"]["carts"] for r in rows if "carts" in r["params"]} == {n}
     assert _value(rows, "engine", "populate_rate", carts=n) > 0
     assert _value(rows, "engine", "live_carts", carts=n, phase="timers") >= n
     for phase in ("timers", "saturated", "open"):
