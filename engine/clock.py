@@ -20,7 +20,9 @@ import time
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "RealClock", "ScaledClock", "ManualClock", "clock_from_spec", "monotonic", "wall_time"]
+__all__ = [
+    "Clock", "RealClock", "ScaledClock", "ManualClock", "clock_from_spec", "monotonic", "wall_time", "wait_event",
+]
 
 
 def monotonic() -> float:
@@ -31,6 +33,23 @@ def monotonic() -> float:
 def wall_time() -> float:
     """The real wall-clock time in unix seconds (for stamping reports, not for engine decisions)."""
     return time.time()
+
+
+async def wait_event(event: asyncio.Event, timeout_s: float | None) -> bool:
+    """Wait until ``event`` is set or ``timeout_s`` seconds (real time; None: no limit) pass; True if set.
+
+    Why not ``asyncio.wait_for(event.wait(), timeout_s)``: on Python 3.11 it swallows a cancellation
+    that arrives as the event is set (it returns the result instead), and a loop that waits like that
+    and is stopped by cancelling its task then waits once more, for a whole interval. The snapshot loop
+    did, for its ``snapshot_interval``, when a stop came as the store recovered. ``asyncio.timeout``
+    tells its own expiry from a cancellation and lets the latter through.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 @runtime_checkable
@@ -73,10 +92,7 @@ class _Wakeable:
         event.clear()
         if timeout_s is not None and timeout_s <= 0:
             return
-        try:
-            await asyncio.wait_for(event.wait(), timeout_s)
-        except TimeoutError:
-            pass
+        await wait_event(event, timeout_s)
 
 
 class RealClock(_Wakeable):

@@ -49,7 +49,7 @@ from typing import Any
 import msgpack
 
 from actors.effects import LogRecord
-from engine.clock import wall_time
+from engine.clock import wait_event, wall_time
 from actors.bulk import cart_row
 from engine.stores.base import (
     CHUNK_PREFIX,
@@ -663,18 +663,23 @@ class Snapshotter:
         self.last_at = time.monotonic()
 
     def _failed(self, cut: _Cut, full: bool, exc: BaseException, waiters: list[asyncio.Future[None]]) -> None:
-        """A commit failed: put the cut's marks back so that the next cut writes them again."""
-        dirty = self.runtime.dirty
-        for flat in cut.carts.values():
-            for name in flat[::2]:
-                dirty.add(split_field(name))
-        dirty.update(cut.pending)
-        for flat in cut.profiles.values():
-            for name in flat[::2]:
-                self.dirty_profiles.add(split_field(name))
+        """A commit failed: put the cut's marks back so that the next cut writes them again.
+
+        A full cut needs none: the next cut is full again and writes every cart and profile (its fields are
+        sealed chunks by now, whose names are chunk numbers, not ``store\\0id``).
+        """
         if full:
             self.want_full = True
             self.gen -= 1  # the generation was not committed; the next full cut reuses its number
+        else:
+            dirty = self.runtime.dirty
+            for flat in cut.carts.values():
+                for name in flat[::2]:
+                    dirty.add(split_field(name))
+            dirty.update(cut.pending)
+            for flat in cut.profiles.values():
+                for name in flat[::2]:
+                    self.dirty_profiles.add(split_field(name))
         self._waiters[:0] = [w for w in waiters if not w.done()]
         self.failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -743,10 +748,7 @@ class Snapshotter:
         while True:
             if self.health.up and not self._waiters and not self.want_full:
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.interval_s)
-                except TimeoutError:
-                    pass
+                await wait_event(self._wake, self.interval_s)  # (not wait_for: see wait_event)
             # Down: probe with back-off (cheap), cut only once the store answers again.
             if not self.health.up and not await self.verify():
                 await asyncio.sleep(backoff_s)

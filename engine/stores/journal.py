@@ -37,6 +37,7 @@ from typing import Any
 from msgspec import Raw
 
 from actors.packing import packb as _packb
+from engine.clock import wait_event
 from engine.stores.base import (
     JournalBatch,
     Sequence,
@@ -301,10 +302,7 @@ class Journal:
                 # Only journal batches behind a gap: they wait until a snapshot cut covers the gap.
                 self._fail_old()
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), 0.5)
-                except TimeoutError:
-                    pass
+                await wait_event(self._wake, 0.5)
                 continue
             t0 = time.perf_counter()
             try:

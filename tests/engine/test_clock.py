@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from engine.clock import Clock, ManualClock, RealClock, ScaledClock, clock_from_spec, parse_time
+from engine.clock import Clock, ManualClock, RealClock, ScaledClock, clock_from_spec, parse_time, wait_event
 
 
 def test_manual_clock_moves_only_when_told() -> None:
@@ -82,3 +82,30 @@ def test_only_clock_module_reads_system_time() -> None:
             if pattern.search(path.read_text()):
                 offenders.append(str(path.relative_to(root)))
     assert offenders == []
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_wait_event_lets_a_cancellation_through_when_the_event_is_set_as_well(turns: int) -> None:
+    """A loop stopped by cancelling its task must stop, whenever the cancel lands. On Python 3.11,
+    ``asyncio.wait_for(event.wait(), t)`` returns instead when the event is set just before the cancel
+    (with one loop turn between them), and such a loop then waited for another whole interval."""
+    event = asyncio.Event()
+    task = asyncio.get_running_loop().create_task(wait_event(event, 3600))
+    await asyncio.sleep(0)
+    event.set()
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    if not task.done():
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:  # the wait ended before the cancel: it saw the event
+        assert task.result() is True
+
+
+async def test_wait_event_says_whether_the_event_was_set() -> None:
+    event = asyncio.Event()
+    assert await wait_event(event, 0.01) is False
+    event.set()
+    assert await wait_event(event, 0.01) is True
+    assert await wait_event(event, None) is True
