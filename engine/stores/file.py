@@ -11,6 +11,13 @@ Every snapshot file is written atomically: a temporary file in the same director
 one; a delta whose base is gone (an older generation) is ignored and removed. A new base is written
 when :meth:`FileStore.wants_full` says the deltas outgrew half of it, so restore reads a bounded amount.
 
+A full snapshot is written while it is encoded (:meth:`FileStore.begin_full`, :meth:`FileStore.stage`):
+its chunks go to the temporary file as the snapshotter seals them, carts straight into the document and
+profiles into a second temporary file appended at the commit, so the encoded snapshot is never held in
+memory whole. Measured with 10 M carts and a profile each: the final snapshot had raised the engine's
+RSS from 9.2 to 11.9 GiB when the document was built in memory. The document is the same map either
+way (the same keys and values; its arrays' lengths are written as 32-bit counts, patched in at the end).
+
 Journal segments are sequences of frames ``[u32 length][u32 crc32][msgpack payload]``, appended and
 ``fsync``'d per group commit (:mod:`engine.stores.journal`). A payload is ``["b", lsn, now, events]``
 (an ingest batch) or ``["l", lsn, partition, key, entry]`` (a ledger entry). A torn last frame (the
@@ -26,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -76,7 +84,12 @@ def _array_header(n: int) -> bytes:
 def _pairs(flat: list[Any]) -> list[bytes]:
     """msgpack for an array of ``[bin, bin|nil]`` pairs from ``[name, value, ...]``, as pieces for
     ``writelines`` (no big join)."""
-    out = [_array_header(len(flat) // 2)]
+    return [_array_header(len(flat) // 2), *_pair_pieces(flat)]
+
+
+def _pair_pieces(flat: list[Any]) -> list[bytes]:
+    """The array's elements of :func:`_pairs`, without its header (a streamed array counts them)."""
+    out: list[bytes] = []
     append = out.append
     for name, value in zip(flat[::2], flat[1::2]):
         append(b"\x92" + _bin_header(len(name)))
@@ -87,6 +100,77 @@ def _pairs(flat: list[Any]) -> list[bytes]:
             append(_bin_header(len(value)))
             append(value)
     return out
+
+
+class _Spool:
+    """One streamed array of ``[name, value]`` pairs: a 32-bit count placeholder, pairs appended, the
+    count patched in by :meth:`seal`. Used on the snapshot thread only."""
+
+    __slots__ = ("file", "at", "count")
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.at = file.tell()
+        self.count = 0
+        file.write(b"\xdd\0\0\0\0")  # array 32, length patched in by seal()
+
+    def add(self, parts: dict[int, list[Any]]) -> None:
+        for part in sorted(parts):
+            flat = parts[part]
+            self.file.writelines(_pair_pieces(flat))
+            self.count += len(flat) // 2
+
+    def seal(self) -> None:
+        end = self.file.tell()
+        self.file.seek(self.at + 1)
+        self.file.write(self.count.to_bytes(4, "big"))
+        self.file.seek(end)
+
+
+class _FullWrite:
+    """A full snapshot being written: the document's temporary file with its ``carts`` array open, and
+    the ``profiles`` pairs in a side file until the commit appends them."""
+
+    __slots__ = ("tmp", "side_path", "file", "side", "carts", "profiles")
+
+    def __init__(self, path: Path) -> None:
+        self.tmp = path.with_name(path.name + ".tmp")
+        self.side_path = path.with_name(path.name + ".profiles.tmp")
+        self.file: IO[bytes] = open(self.tmp, "w+b")  # noqa: SIM115 - closed by finish() or abort()
+        self.side: IO[bytes] = open(self.side_path, "w+b")  # noqa: SIM115 - the same
+        packer = msgpack.Packer(use_bin_type=True)
+        # format, carts, profiles, meta, log, dedup, ledger: as FileStore._document, in streaming order
+        self.file.write(packer.pack_map_header(7) + packer.pack("format") + packer.pack(SNAPSHOT_FORMAT)
+                        + packer.pack("carts"))
+        self.carts = _Spool(self.file)
+        self.profiles = _Spool(self.side)
+
+    def add(self, carts: dict[int, list[Any]], profiles: dict[int, list[Any]]) -> None:
+        self.carts.add(carts)
+        self.profiles.add(profiles)
+
+    def finish(self, tail: list[bytes]) -> int:
+        """Seal both arrays, append the profiles and ``tail`` (the other keys), make it durable; the size."""
+        self.carts.seal()
+        self.profiles.seal()
+        self.file.write(msgpack.packb("profiles"))
+        self.side.flush()
+        self.side.seek(0)
+        shutil.copyfileobj(self.side, self.file, 1 << 20)
+        self.file.writelines(tail)
+        size = self.file.tell()
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.abort(keep=True)
+        return size
+
+    def abort(self, *, keep: bool = False) -> None:
+        """Close both files and remove the side file (and, unless ``keep``, the document's)."""
+        self.file.close()
+        self.side.close()
+        self.side_path.unlink(missing_ok=True)
+        if not keep:
+            self.tmp.unlink(missing_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -124,6 +208,7 @@ class FileStore(Store):
         self._delta_seq = 0
         self._base_bytes = 0
         self._delta_bytes = 0
+        self._full: _FullWrite | None = None  # a full snapshot being streamed (snapshot thread only)
 
     def describe(self) -> str:
         return f"file:{self.directory}"
@@ -144,6 +229,7 @@ class FileStore(Store):
             self._journal_io.shutdown(wait=True)
             self._journal_io = None
         if self._snapshot_io is not None:
+            await loop.run_in_executor(self._snapshot_io, self._abort_full)
             self._snapshot_io.shutdown(wait=True)
             self._snapshot_io = None
 
@@ -166,23 +252,50 @@ class FileStore(Store):
         await self._run(self._snapshot_io, self._commit, write)
         await self._run(self._journal_io, self._drop_segments, write.cut)
 
-    def _document(self, write: SnapshotWrite) -> list[bytes]:
-        head = {"meta": write.meta, "log": write.log, "dedup": write.dedup}
+    async def begin_full(self, gen: int, rewrite: bool) -> None:
+        """A full snapshot starts: open its temporary files (an unfinished earlier attempt's are dropped)."""
+        await self._run(self._snapshot_io, self._begin_full)
+
+    def _begin_full(self) -> None:
+        self._abort_full()
+        self._full = _FullWrite(self.path)
+
+    def _abort_full(self) -> None:
+        if self._full is not None:
+            self._full.abort()
+            self._full = None
+
+    async def stage(self, gen: int, carts: dict[int, list[Any]], profiles: dict[int, list[Any]]) -> None:
+        """Write sealed chunks of the full snapshot being encoded (not live until the commit)."""
+        await self._run(self._snapshot_io, self._stage, carts, profiles)
+
+    def _stage(self, carts: dict[int, list[Any]], profiles: dict[int, list[Any]]) -> None:
+        if self._full is None:
+            self._full = _FullWrite(self.path)
+        try:
+            self._full.add(carts, profiles)
+        except BaseException:
+            self._abort_full()
+            raise
+
+    def _tail(self, write: SnapshotWrite) -> list[bytes]:
+        """The document's keys after its chunks: meta, log, dedup and the live ledger entries."""
         packer = msgpack.Packer(use_bin_type=True)
-        pieces = [packer.pack_map_header(len(head) + 4)]  # + format, carts, profiles, ledger
-        fmt = SNAPSHOT_FORMAT if write.full else DELTA_FORMAT
-        pieces.append(packer.pack("format") + packer.pack(fmt))
-        for key, value in head.items():
-            pieces.append(packer.pack(key) + packer.pack(value))
-        for key, parts in (("carts", write.carts), ("profiles", write.profiles)):
-            flat = [x for part in sorted(parts) for x in parts[part]]
-            pieces.append(packer.pack(key))
-            pieces.extend(_pairs(flat))
+        pieces = [packer.pack(key) + packer.pack(value)
+                  for key, value in (("meta", write.meta), ("log", write.log), ("dedup", write.dedup))]
         live = write.ledger_live() if callable(write.ledger_live) else (write.ledger_live or {})
-        ledger = [x for part in sorted(live) for x in live[part]]
         pieces.append(packer.pack("ledger"))
-        pieces.extend(_pairs(ledger))
+        pieces.extend(_pairs([x for part in sorted(live) for x in live[part]]))
         return pieces
+
+    def _document(self, write: SnapshotWrite) -> list[bytes]:
+        """A delta's whole document, built in memory (deltas are small; a full snapshot streams)."""
+        packer = msgpack.Packer(use_bin_type=True)
+        pieces = [packer.pack_map_header(7), packer.pack("format") + packer.pack(DELTA_FORMAT)]
+        for key, parts in (("carts", write.carts), ("profiles", write.profiles)):
+            pieces.append(packer.pack(key))
+            pieces.extend(_pairs([x for part in sorted(parts) for x in parts[part]]))
+        return pieces + self._tail(write)
 
     def _write_atomic(self, path: Path, pieces: list[bytes]) -> int:
         tmp = path.with_name(path.name + ".tmp")
@@ -197,9 +310,17 @@ class FileStore(Store):
         return size
 
     def _commit(self, write: SnapshotWrite) -> None:
-        pieces = self._document(write)
         if write.full:
-            size = self._write_atomic(self.path, pieces)
+            self._stage(write.carts, write.profiles)  # the chunks sealed after the last stage()
+            full, self._full = self._full, None
+            assert full is not None
+            try:
+                size = full.finish(self._tail(write))
+            except BaseException:
+                full.abort()
+                raise
+            os.replace(full.tmp, self.path)
+            _fsync_dir(self.directory)
             self._gen = write.gen
             self._delta_seq = 0
             self._base_bytes = size
@@ -211,7 +332,7 @@ class FileStore(Store):
                 raise StoreUnavailable(f"{self.describe()}: no base snapshot of generation {write.gen} to add a delta to")
             self._delta_seq += 1
             path = self.directory / f"delta-{write.gen:08d}-{self._delta_seq:06d}.msgpack"
-            self._delta_bytes += self._write_atomic(path, pieces)
+            self._delta_bytes += self._write_atomic(path, self._document(write))
 
     # ------------------------------------------------------------------ journal
     async def append(self, batches: list[JournalBatch], ledger: list[tuple[int, int, bytes, bytes]]) -> None:
