@@ -70,7 +70,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TINY_ENV", "Plan", "check_memory", "clock_factor", "engine_config", "plan_for", "run"]
+__all__ = ["E2E_BYTES_PER_CART", "TINY_ENV", "Plan", "clock_factor", "engine_config", "plan_for", "run"]
 
 TINY_ENV = "CARTWHEEL_BENCH_TINY"
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,9 +87,8 @@ POPULATE_FREEZE = 100_000
 CHANNEL_RATES = {"email": 10_000, "push": 10_000, "whatsapp": 1_000, "sms": 1_000}
 STORES = 4
 #: RSS per live cart at the end of a full run, with margin: 1.26 KB measured at 1 M carts (972 B after
-#: populate, then the flows' runs, queued messages and the ledger), ~1.05 KB at 5 M
+#: populate, then the flows' runs, queued messages and the ledger), ~1.05 KB at 5 M, 1.14 KB at 10 M
 E2E_BYTES_PER_CART = 1_300
-MIN_CELL = 1_000
 TARGETS = {"p99_ms": 20.0, "max_ms": 100.0}
 
 Row = dict[str, Any]
@@ -429,33 +428,11 @@ def _summary(rows: list[Row], offered: int = 0) -> list[Row]:
     return out
 
 
-def check_memory(carts: int, available: int | None) -> None:
-    """Refuse a size whose engine would not fit in ``available`` bytes (``MemAvailable``; None: unknown).
-
-    Better a clear refusal up front than the kernel's OOM killer, minutes into populating, taking the
-    engine or something else on the machine with it.
-
-    Raises:
-        BenchSetupError: with the estimate and what the machine has.
-    """
-    from bench.harness import BenchSetupError
-
-    need = carts * E2E_BYTES_PER_CART
-    if available is None or need <= available:
-        return
-    fits = available // E2E_BYTES_PER_CART
-    unit = 1_000_000 if fits >= 1_000_000 else 1_000
-    hint = f"; at most about {fits // unit * unit:,} fit" if fits >= MIN_CELL else ""
-    raise BenchSetupError(
-        f"{carts:,} carts need about {need / 1e9:.1f} GB ({E2E_BYTES_PER_CART} B per cart with its profile, "
-        f"timer, flow and queued messages) and this machine has {available / 1e9:.1f} GB available{hint}")
-
-
 def run(quick: bool, progress: Progress, *, tiny: bool | None = None, plan: Plan | None = None,
         sizes: tuple[int, ...] | None = None) -> list[Row]:
     """The harness entry point (``tiny``: default from ``CARTWHEEL_BENCH_TINY``; ``sizes``: live carts per
     cell in place of the plan's)."""
-    from bench.harness import available_memory_bytes
+    from bench.harness import check_memory
 
     if tiny is None:
         tiny = os.environ.get(TINY_ENV, "") not in ("", "0")
@@ -463,7 +440,7 @@ def run(quick: bool, progress: Progress, *, tiny: bool | None = None, plan: Plan
     if sizes:
         plan = replace(plan, carts=tuple(sizes))
     for carts in plan.carts:
-        check_memory(carts, available_memory_bytes())
+        check_memory(carts, E2E_BYTES_PER_CART, "with its profile, timer, flow and queued messages")
     progress(f"  e2e: {plan}")
     rows: list[Row] = []
     for carts in plan.carts:

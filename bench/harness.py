@@ -28,7 +28,7 @@ from typing import Any
 
 __all__ = [
     "SCENARIOS", "BenchSetupError", "run_scenario", "machine_info", "format_table", "parse_sizes", "rss_bytes",
-    "peak_rss_bytes", "available_memory_bytes",
+    "peak_rss_bytes", "available_memory_bytes", "check_memory",
 ]
 
 #: scenario name -> module under bench/
@@ -85,6 +85,32 @@ def available_memory_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def check_memory(carts: int, bytes_per_cart: int, what: str, available: int | None = None) -> None:
+    """Refuse a size that would not fit in ``available`` bytes (default: ``MemAvailable``; unknown: no check).
+
+    Better a clear refusal up front than the kernel's OOM killer, minutes into populating, taking the
+    benchmark or something else on the machine with it.
+
+    Args:
+        bytes_per_cart: the scenario's measured memory per cart, with margin.
+        what: what that covers, for the message ("with its profile, timer, flow and queued messages").
+
+    Raises:
+        BenchSetupError: with the estimate, what the machine has and how many carts would fit.
+    """
+    if available is None:
+        available = available_memory_bytes()
+    need = carts * bytes_per_cart
+    if available is None or need <= available:
+        return
+    fits = available // bytes_per_cart
+    unit = 1_000_000 if fits >= 1_000_000 else 1_000
+    hint = f"; at most about {fits // unit * unit:,} fit" if fits >= MIN_SIZE else ""
+    raise BenchSetupError(
+        f"{carts:,} carts need about {need / 1e9:.1f} GB ({bytes_per_cart} B per cart {what}) and this machine "
+        f"has {available / 1e9:.1f} GB available{hint}")
 
 
 def _takes_sizes(module: Any) -> bool:

@@ -61,6 +61,9 @@ __all__ = ["Plan", "engine_toml", "plan_for", "profile_engine", "run", "stage_co
 ROOT = Path(__file__).resolve().parent.parent
 TINY_ENV = "CARTWHEEL_BENCH_TINY"
 Row = dict[str, Any]
+#: the engine's RSS per cart after populating (1 012-1 086 B measured at 100 k and 1 M, 962 B at 10 M), with
+#: margin for the load generator's event pool and the run (memory check before a cell)
+INGEST_BYTES_PER_CART = 1_200
 TARGETS = {"vs_bare": 0.60, "batch100_events_per_s": 250_000, "batch1_events_per_s": 50_000, "p99_ms_at_50k": 5.0}
 
 
@@ -348,6 +351,10 @@ def run(quick: bool, progress: Callable[[str], None], *, tiny: bool | None = Non
     plan = plan_for(quick, tiny)
     if sizes:
         plan = replace(plan, carts=tuple(sizes))
+    from bench.harness import check_memory
+
+    for carts in plan.carts:
+        check_memory(carts, INGEST_BYTES_PER_CART, "in the engine, with its profile, and the events' pool")
     tmp = Path(tempfile.mkdtemp(prefix="cw-ingest-"))
     try:
         load = os.getloadavg()

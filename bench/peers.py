@@ -102,6 +102,9 @@ ARQ_POLL_S = 0.1
 SETTLE_S = 0.3
 IMPLS = ("cartwheel", "call_later", "redis_zset", "arq")
 REDIS_IMPLS = ("redis_zset", "arq")
+#: memory per reminder of the costliest peer in its own process (``call_later``: 578 B measured at 1 M), with
+#: margin for the workload's arrays (memory check before a cell)
+PEERS_BYTES_PER_CART = 1_000
 TARGETS = {"vs_redis_zset": 5.0, "vs_arq": 50.0, "p99_ms": 20.0, "max_ms": 100.0, "memory_vs_call_later": 3.0}
 
 Row = dict[str, Any]
@@ -790,6 +793,10 @@ def run(quick: bool, progress: Progress, *, tiny: bool | None = None, plan: Plan
     plan = plan or plan_for(quick, tiny)
     if sizes:
         plan = replace(plan, sizes=tuple(sizes))
+    from bench.harness import check_memory
+
+    for n in plan.sizes:
+        check_memory(n, PEERS_BYTES_PER_CART, "for the costliest peer, one call_later per cart")
     impls = list(plan.impls)
     if shutil.which("redis-server") is None:
         progress("  peers: redis-server not found: redis_zset and arq skipped")

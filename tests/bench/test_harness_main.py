@@ -5,8 +5,9 @@ import argparse
 
 import pytest
 
-from bench.e2e import E2E_BYTES_PER_CART, check_memory
-from bench.harness import BenchSetupError, parse_sizes, run_scenario, scenario_main
+from bench import harness
+from bench.e2e import E2E_BYTES_PER_CART
+from bench.harness import BenchSetupError, check_memory, parse_sizes, run_scenario, scenario_main
 
 
 def test_help_prints_the_options_and_runs_nothing(capsys: pytest.CaptureFixture[str]) -> None:
@@ -62,15 +63,20 @@ def test_a_scenario_without_sizes_refuses_them_before_running(capsys: pytest.Cap
     assert "snapshot" in capsys.readouterr().err
 
 
-def test_e2e_refuses_a_size_that_does_not_fit_in_memory(capsys: pytest.CaptureFixture[str]) -> None:
-    check_memory(10_000_000, 10_000_000 * E2E_BYTES_PER_CART)  # fits exactly
-    check_memory(10_000_000, None)  # unknown: no refusal
-    with pytest.raises(BenchSetupError, match=r"10,000,000 carts need about 13.0 GB .* 8.0 GB available; "
+def test_a_size_that_does_not_fit_in_memory_is_refused(capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    what = "with its profile"
+    check_memory(10_000_000, E2E_BYTES_PER_CART, what, available=10_000_000 * E2E_BYTES_PER_CART)  # fits exactly
+    with pytest.raises(BenchSetupError, match=r"10,000,000 carts need about 13.0 GB \(1300 B per cart with its "
+                                              r"profile\) and this machine has 8.0 GB available; "
                                               r"at most about 6,000,000 fit"):
-        check_memory(10_000_000, 8_000_000_000)
+        check_memory(10_000_000, 1_300, what, available=8_000_000_000)
     with pytest.raises(BenchSetupError, match=r"at most about 500,000 fit"):
-        check_memory(1_000_000, 650_000_000)
-    # through the command line: status 2 and the reason, no traceback, nothing run
-    assert run_scenario("e2e", sizes=(100_000_000,), out_dir=None) == 2
-    err = capsys.readouterr().err
-    assert "cartwheel bench e2e: 100,000,000 carts need about 130.0 GB" in err and "Traceback" not in err
+        check_memory(1_000_000, 1_300, what, available=650_000_000)
+    # through the command line, each sized scenario: status 2 and the reason, no traceback, nothing run
+    monkeypatch.setattr(harness, "available_memory_bytes", lambda: 2_000_000_000)  # a 2 GB machine
+    for name in ("e2e", "ingest", "peers"):
+        assert run_scenario(name, sizes=(10_000_000,), out_dir=None) == 2
+        err = capsys.readouterr().err
+        assert f"cartwheel bench {name}: 10,000,000 carts need about" in err and "2.0 GB available" in err, err
+        assert "Traceback" not in err
