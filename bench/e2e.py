@@ -12,9 +12,12 @@ own frame handler (validate + apply, batches of 1 000), each with an event time 
 last 90 simulated minutes. The carts are thus at different points of their life when the clock starts:
 two thirds are past the 30-minute abandonment timeout (their timers are overdue: the engine fires them
 first, as after a restart — ``catchup_burst``; ``catchup`` lasts until half a second passes with no timer
-more than 100 ms late, and only then do the phases start), their first recovery step (1 h after abandonment: email and
-push) falls due uniformly over the next simulated hour, the other third abandons over the next 30
-minutes. The carts are frozen out of the collector's reach as they load (every ``POPULATE_FREEZE``
+more than 100 ms late and the channels' queues hold at most a second of their rates, and only then do
+the phases start), their first recovery step (1 h after abandonment: email and push) falls due uniformly
+over the next simulated hour, the other third abandons over the next 30 minutes. Loading and the burst
+take a few simulated minutes, in which the first steps of a few percent of the carts fall due: at 10 M
+carts ~1.1 M messages (``catchup_backlog``), which the engine sends before the phases start
+(``catchup_sends``, seconds) so that they measure the steady state, not the draining of that backlog. The carts are frozen out of the collector's reach as they load (every ``POPULATE_FREEZE``
 carts) and once more at the end, as the engine does every 10 s and after restoring a snapshot. The clock factor is chosen
 per size so that about 2 000 timers fall due per real second whatever the size (``factor = 5.4e6 /
 carts``: 5.4 at 1 M, 1.08 at 5 M, 108 at 50 k), and the wheel tick is 10 ms of real time. 2 000/s is
@@ -78,6 +81,8 @@ TIMER_RATE_PER_S = 2_000  #: aimed-at timers due per real second (sets the clock
 TICK_REAL_S = 0.01
 CATCHUP_LAG_S = 0.1  #: the engine keeps up when no timer in half a second fired later than this (real s)
 CATCHUP_LIMIT_S = 600.0
+#: the send backlog counts as drained when each channel's queue holds at most this many seconds of its rate
+CATCHUP_BACKLOG_S = 1.0
 POPULATE_BATCH = 1000
 #: carts loaded between two ``gc.freeze()`` calls while populating. The engine's freeze timer is not
 #: running yet; without these, each full collection walks every cart loaded so far (measured at 5 M: ~40
@@ -262,8 +267,9 @@ class _Cell:
         """Start the engine; wait until the overdue timers have fired and the engine is keeping up.
 
         Keeping up: over half a second of real time, no timer fired more than CATCHUP_LAG_S late (real
-        time), or none fired at all; at most CATCHUP_LIMIT_S. The phases start only then, so that none
-        of them measures the tail of the restart burst.
+        time), or none fired at all; then the messages that fell due meanwhile are sent, until each
+        channel's queue holds at most CATCHUP_BACKLOG_S of its rate; all in at most CATCHUP_LIMIT_S. The
+        phases start only then, so that none of them measures the tail of the restart burst.
         """
         from engine.stats import LatencyHistogram
 
@@ -280,12 +286,40 @@ class _Cell:
             lag = stats.timer_lag.summary()
             if not lag["count"] or lag["max_ms"] / 1000 / self.factor < CATCHUP_LAG_S:
                 break
+        t1 = time.perf_counter()
+        backlog = self.backlog()
+        self.progress(f"  e2e: {overdue:,} overdue timers fired in {burst_s:.1f} s after start; keeping up after "
+                      f"{t1 - t0:.1f} s; {sum(backlog.values()):,} messages queued, sending them")
+        while time.perf_counter() - t0 < CATCHUP_LIMIT_S and not self._drained(self.backlog()):
+            await asyncio.sleep(0.5)
+        left = self.backlog()
         took = time.perf_counter() - t0
         self.row("catchup_burst", burst_s, "s")
         self.row("catchup_rate", overdue / burst_s if burst_s > 0 else 0.0, "timers/s")
+        self.row("catchup_backlog", sum(backlog.values()), "msgs")
+        self.row("catchup_sends", took - (t1 - t0), "s")
         self.row("catchup", took, "s")
-        self.progress(f"  e2e: {overdue:,} overdue timers fired in {burst_s:.1f} s after start; "
-                      f"keeping up after {took:.1f} s")
+        self.progress(f"  e2e: sent down to {sum(left.values()):,} queued in {took - (t1 - t0):.1f} s"
+                      f"{'' if self._drained(left) else ' (time limit: the phases start with a backlog)'}")
+
+    def backlog(self) -> dict[str, int]:
+        """Messages waiting per channel (queued in its pool or in the dispatcher's overflow), and under
+        ``unrecorded`` the send intents still waiting for their ledger record to be durable."""
+        dispatcher = self.engine.dispatcher
+        if dispatcher is None:
+            return {}
+        waiting: dict[str, int] = {name: pool.statistics().queued for name, pool in dispatcher.pools.items()}
+        for _pool, message in dispatcher.overflow:
+            waiting[message.channel] = waiting.get(message.channel, 0) + 1
+        if dispatcher.ledger is not None:
+            waiting["unrecorded"] = dispatcher.ledger.waiting()
+        return waiting
+
+    @staticmethod
+    def _drained(backlog: dict[str, int]) -> bool:
+        """At most CATCHUP_BACKLOG_S of each channel's rate waiting (unrecorded intents: of all rates)."""
+        every = sum(CHANNEL_RATES.values())
+        return all(n <= CHANNEL_RATES.get(ch, every) * CATCHUP_BACKLOG_S for ch, n in backlog.items())
 
     async def phase(self, name: str, loadgen: list[str] | None) -> None:
         from engine.stats import LatencyHistogram
@@ -334,16 +368,9 @@ class _Cell:
             self.row(f"sends_per_s.{ch}", sent / wall, "msg/s", **p)
         for ch, h in sorted(stats.queue_time.items()):
             self.row(f"send_queue_p99.{ch}", h.summary()["p99_ms"], "ms", **p)
-        dispatcher = engine.dispatcher
-        if dispatcher is not None:
-            if dispatcher.ledger is not None:
-                self.row("send_backlog.unrecorded", dispatcher.ledger.waiting(), "msgs", **p)
-            waiting: dict[str, int] = {name: pool.statistics().queued for name, pool in dispatcher.pools.items()}
-            for pool, message in dispatcher.overflow:
-                waiting[message.channel] = waiting.get(message.channel, 0) + 1
-            for ch, n in sorted(waiting.items()):
-                if n or ch in stats.queue_time:
-                    self.row(f"send_backlog.{ch}", n, "msgs", **p)
+        for ch, n in sorted(self.backlog().items()):
+            if n or ch in stats.queue_time or ch == "unrecorded":
+                self.row(f"send_backlog.{ch}", n, "msgs", **p)
         self.row("cpu", cpu / wall * 100, "%", **p)
         self.row("gc_time", self.gc.total_s / wall * 100, "%", **p)
         self.row("gc_pause_max", self.gc.max_s * 1000, "ms", **p)

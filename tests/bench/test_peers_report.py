@@ -99,6 +99,9 @@ def test_e2e_tiny_runs_every_phase_at_the_size_asked_for(tmp_path: Path) -> None
     rows = doc["rows"]
     assert {r["params"]["carts"] for r in rows if "carts" in r["params"]} == {n}
     assert _value(rows, "engine", "populate_rate", carts=n) > 0
+    # the phases start once the overdue timers have fired and the messages that fell due meanwhile went
+    assert _value(rows, "engine", "catchup_backlog", carts=n) >= 0
+    assert 0 <= _value(rows, "engine", "catchup_sends", carts=n) <= _value(rows, "engine", "catchup", carts=n)
     assert _value(rows, "engine", "live_carts", carts=n, phase="timers") >= n
     for phase in ("timers", "saturated", "open"):
         assert _value(rows, "engine", "timers_fired_per_s", carts=n, phase=phase) >= 0
