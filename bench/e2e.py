@@ -16,7 +16,7 @@ more than 100 ms late and the channels' queues hold at most a second of their ra
 the phases start), their first recovery step (1 h after abandonment: email and push) falls due uniformly
 over the next simulated hour, the other third abandons over the next 30 minutes. Loading and the burst
 take a few simulated minutes, in which the first steps of a few percent of the carts fall due: at 10 M
-carts ~1.1 M messages (``catchup_backlog``), which the engine sends before the phases start
+carts 275 k messages (``catchup_backlog``, measured), which the engine sends before the phases start
 (``catchup_sends``, seconds) so that they measure the steady state, not the draining of that backlog. The carts are frozen out of the collector's reach as they load (every ``POPULATE_FREEZE``
 carts) and once more at the end, as the engine does every 10 s and after restoring a snapshot. The clock factor is chosen
 per size so that about 2 000 timers fall due per real second whatever the size (``factor = 5.4e6 /
