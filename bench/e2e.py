@@ -167,30 +167,6 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-class _GcWatch:
-    """Collector pauses, from ``gc.callbacks``: count, total and longest, per phase (reset by the caller)."""
-
-    def __init__(self) -> None:
-        self.started = 0.0
-        self.reset()
-        gc.callbacks.append(self._callback)
-
-    def reset(self) -> None:
-        self.total_s = 0.0
-        self.max_s = 0.0
-        self.full = 0
-
-    def _callback(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self.started = time.perf_counter()
-            return
-        took = time.perf_counter() - self.started
-        self.total_s += took
-        self.max_s = max(self.max_s, took)
-        if info.get("generation") == 2:
-            self.full += 1
-
-
 class _Cell:
     """One size: populate, catch up, then the phases; runs inside the forked child's event loop."""
 
@@ -202,7 +178,9 @@ class _Cell:
         self.factor = clock_factor(carts)
         self.rows: list[Row] = []
         self.engine: Any = None
-        self.gc = _GcWatch()
+        from bench.harness import GcWatch
+
+        self.gc = GcWatch()
 
     def row(self, metric: str, value: float, unit: str, **params: Any) -> None:
         self.rows.append({"impl": "engine", "params": {"carts": self.carts, **params}, "metric": metric,

@@ -14,6 +14,7 @@ run ``e2e`` at the carts they expect). A scenario refuses a setup this machine c
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import inspect
 import json
@@ -28,7 +29,7 @@ from typing import Any
 
 __all__ = [
     "SCENARIOS", "BenchSetupError", "run_scenario", "machine_info", "format_table", "parse_sizes", "rss_bytes",
-    "peak_rss_bytes", "available_memory_bytes", "check_memory",
+    "peak_rss_bytes", "available_memory_bytes", "check_memory", "GcWatch",
 ]
 
 #: scenario name -> module under bench/
@@ -115,6 +116,44 @@ def check_memory(carts: int, bytes_per_cart: int, what: str, available: int | No
 
 def _takes_sizes(module: Any) -> bool:
     return "sizes" in inspect.signature(module.run).parameters
+
+
+class GcWatch:
+    """Collector pauses, from ``gc.callbacks``: how many and the longest, young (generations 0 and 1) and
+    full (generation 2) apart, and their total time (seconds). :meth:`reset` starts a new period,
+    :meth:`close` unhooks it. A hook added after this one (the runtime's freeze) is not counted in."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.reset()
+        gc.callbacks.append(self._callback)
+
+    def reset(self) -> None:
+        self.total_s = 0.0
+        self.young = self.full = 0
+        self.max_young_s = self.max_full_s = 0.0
+
+    @property
+    def max_s(self) -> float:
+        """The longest pause of either kind."""
+        return max(self.max_young_s, self.max_full_s)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        took = time.perf_counter() - self.started
+        self.total_s += took
+        if info.get("generation") == 2:
+            self.full += 1
+            self.max_full_s = max(self.max_full_s, took)
+        else:
+            self.young += 1
+            self.max_young_s = max(self.max_young_s, took)
+
+    def close(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
 
 
 def rss_bytes() -> int:

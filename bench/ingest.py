@@ -552,19 +552,11 @@ async def _flood_pauses(*, carts: int, seconds: float) -> str:
 
     from msgpack import packb
 
+    from bench.harness import GcWatch
     from engine.runtime import GC_FREEZE_INTERVAL_S, GC_GEN0_THRESHOLD, _freeze_before_full_collection
 
     tmp = Path(tempfile.mkdtemp(prefix="cw-ingest-flood-"))
     saved = gc.get_threshold()
-    pauses: list[tuple[int, float]] = []
-    started = [0.0]
-
-    def watch(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            started[0] = time.perf_counter()
-        else:
-            pauses.append((info["generation"], time.perf_counter() - started[0]))
-
     lines = []
     try:
         engine, proto, _spec = await _populated_engine(tmp, carts)
@@ -574,8 +566,7 @@ async def _flood_pauses(*, carts: int, seconds: float) -> str:
         item = [{"sku": "A1", "name": "Lamp", "qty": 1, "price": 30.0}]
         n = 0
         for hooked in (False, True):
-            pauses.clear()
-            gc.callbacks.append(watch)
+            watch = GcWatch()  # before the hook: its pauses do not include the hook's freeze
             if hooked:
                 gc.callbacks.append(_freeze_before_full_collection)
             t0 = last_freeze = time.perf_counter()
@@ -592,17 +583,15 @@ async def _flood_pauses(*, carts: int, seconds: float) -> str:
                         gc.freeze()
                         last_freeze = time.perf_counter()
             finally:
-                gc.callbacks.remove(watch)
+                watch.close()
                 if hooked:
                     gc.callbacks.remove(_freeze_before_full_collection)
             wall = time.perf_counter() - t0
-            full = [p for g, p in pauses if g == 2]
-            young = [p for g, p in pauses if g < 2]
             lines.append(
                 f"{'with' if hooked else 'without'} the freeze-before-full-collection hook: {(n - n0) / wall:,.0f} new carts/s, "
-                f"{len(young)} young and {len(full)} full collections in {wall:.0f} s, "
-                f"longest full {max(full, default=0) * 1e3:.0f} ms, longest young {max(young, default=0) * 1e3:.0f} ms, "
-                f"collector {sum(p for _, p in pauses) / wall:.1%} of the time")
+                f"{watch.young} young and {watch.full} full collections in {wall:.0f} s, "
+                f"longest full {watch.max_full_s * 1e3:.0f} ms, longest young {watch.max_young_s * 1e3:.0f} ms, "
+                f"collector {watch.total_s / wall:.1%} of the time")
         lines.insert(0, f"new-cart flood into {carts:,} carts, frames of 100, {engine.stats.events_accepted:,} events accepted in all")
         return "\n".join(lines)
     finally:

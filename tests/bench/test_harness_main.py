@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import gc
 
 import pytest
 
 from bench import harness
 from bench.e2e import E2E_BYTES_PER_CART
-from bench.harness import BenchSetupError, check_memory, parse_sizes, run_scenario, scenario_main
+from bench.harness import BenchSetupError, GcWatch, check_memory, parse_sizes, run_scenario, scenario_main
 
 
 def test_help_prints_the_options_and_runs_nothing(capsys: pytest.CaptureFixture[str]) -> None:
@@ -80,3 +81,22 @@ def test_a_size_that_does_not_fit_in_memory_is_refused(capsys: pytest.CaptureFix
         err = capsys.readouterr().err
         assert f"cartwheel bench {name}: 10,000,000 carts need about" in err and "2.0 GB available" in err, err
         assert "Traceback" not in err
+
+
+def test_gc_watch_counts_young_and_full_collections_apart_until_closed() -> None:
+    watch = GcWatch()
+    gc.disable()  # only the collections asked for below
+    try:
+        watch.reset()
+        gc.collect(0)
+        gc.collect(1)
+        gc.collect(2)
+        assert (watch.young, watch.full) == (2, 1)
+        assert 0 < watch.max_full_s <= watch.total_s and 0 < watch.max_young_s <= watch.total_s
+        assert watch.max_s == max(watch.max_young_s, watch.max_full_s)
+    finally:
+        watch.close()
+        gc.enable()
+    gc.collect(2)
+    assert watch.full == 1  # unhooked
+    watch.close()  # twice is harmless
