@@ -150,10 +150,29 @@ def pack_run(fields: list[Any]) -> bytes | None:
     return None if fields == _NO_RUN_LIST else _packb(fields)
 
 
+#: the last ``packed_run`` unpacked, and its fields thawed: ``[packed, fields]``. A timer's firing reads
+#: the run attributes about twenty times (``_advance``, ``run_channel``, log records), each read used to
+#: unpack the bytes again (~0.5 us; 10 us of a firing's 27). Bytes are immutable, so the same object
+#: always means the same fields, whichever cart holds it: the cache cannot go stale, only miss.
+_LAST_RUN: list[Any] = [None, list(NO_RUN)]
+
+
+def _run_fields(packed: bytes) -> list[Any]:
+    """The thawed ``[run, step, since, held, touch]`` of ``packed`` (shared: callers must not mutate it)."""
+    last = _LAST_RUN
+    if packed is last[0]:
+        return last[1]  # type: ignore[no-any-return]
+    raw = _unpackb(packed)
+    fields = [raw[0], raw[1], raw[2], _thaw(3, raw[3]), _thaw(4, raw[4])]
+    last[0] = packed
+    last[1] = fields
+    return fields
+
+
 def _run_field(i: int, name: str) -> property:
     def get(self: CartActor) -> Any:
         packed = self.packed_run
-        return NO_RUN[i] if packed is None else _thaw(i, _unpackb(packed)[i])
+        return NO_RUN[i] if packed is None else _run_fields(packed)[i]
 
     def put(self: CartActor, value: Any) -> None:
         packed = self.packed_run
@@ -162,9 +181,12 @@ def _run_field(i: int, name: str) -> property:
                 return  # still all initial
             fields = list(NO_RUN)
         else:
-            fields = _unpackb(packed)
-        fields[i] = value
-        self.packed_run = pack_run(fields)
+            fields = list(_run_fields(packed))
+        fields[i] = _thaw(i, value)
+        packed = self.packed_run = pack_run(fields)
+        if packed is not None:
+            _LAST_RUN[0] = packed
+            _LAST_RUN[1] = fields
 
     return property(get, put, doc=f"The run attribute ``{name}`` (packed in ``packed_run``).")
 
@@ -191,7 +213,8 @@ class CartActor:
     The five run attributes (``run`` to ``touch``) live packed in one slot, ``packed_run``: None while
     they all have their initial values (a cart that never ran a flow: the common case among carts
     being filled), else msgpack bytes of ``[run, step, since, held, touch]``. They are properties:
-    reading one unpacks (~0.3 µs), writing one packs again; only the flow's paths (abandonment, steps,
+    reading one unpacks (~0.3 µs; the last bytes unpacked are remembered, so a firing that reads them
+    twenty times unpacks once), writing one packs again; only the flow's paths (abandonment, steps,
     deliveries) use them, never a cart update. Measured: 32 bytes less per active cart (four slots), and
     for a cart in a run that has sent a message 64 bytes of ``packed_run`` instead of 152 of floats,
     tuples and slots.

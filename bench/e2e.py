@@ -129,8 +129,12 @@ def clock_factor(carts: int) -> float:
     return TIMER_RATE_PER_S * 3600 / (1.33 * carts)
 
 
-def engine_config(tmp: Path, factor: float) -> Any:
-    """The engine's config: ingest on a free port, everything in ``tmp``, rates and tick in real terms."""
+def engine_config(tmp: Path, factor: float, *, unlimited: bool = False) -> Any:
+    """The engine's config: ingest on a free port, everything in ``tmp``, rates and tick in real terms.
+
+    ``unlimited``: channel bursts and queues large enough that no rate limit holds a message back (for a
+    manual clock, on which a rate limit's tokens never refill: ``bench/flow_costs.py``).
+    """
     from engine.config import parse_config
 
     tick_ms = max(1, min(60_000, round(TICK_REAL_S * factor * 1000)))
@@ -144,7 +148,7 @@ def engine_config(tmp: Path, factor: float) -> Any:
     # real time, fewer tokens than a busy loop turn takes at large factors. It is set to a tenth of a
     # real second's worth, what the default gives on the real clock.
     channels = {name: {"kind": "outbox", "dir": str(tmp / "outbox"), "rate": rate / factor,
-                       "burst": max(1.0, rate / 10), "queue": 50_000}
+                       "burst": 10_000_000 if unlimited else max(1.0, rate / 10), "queue": 1_000_000 if unlimited else 50_000}
                 for name, rate in CHANNEL_RATES.items()}
     return parse_config({
         "engine": {

@@ -41,6 +41,7 @@ from typing import Any
 import msgpack
 
 from actors.effects import LogRecord, SendIntent
+from actors.packing import packb as _packb
 from actors.states import IN_RUN
 from engine.stores.base import CorruptStore, Sequence, partition_of
 
@@ -89,9 +90,10 @@ class Entry:
     def pack(self) -> bytes:
         intent = self.intent
         fields = {name: getattr(intent, name) for name in _FIELDS}
-        return msgpack.packb([1, intent.key, fields, self.state, self.outcome, self.at, self.detail, self.invalidate,
-                              self.issue_lsn if self.issue_lsn != _UNCONSUMED else -1, self.done_lsn,
-                              self.reported], use_bin_type=True)
+        # msgpack.packb's bytes through the actors' reusable encoder (on the loop's thread, as every
+        # caller is): an entry is packed when it is recorded and again when its outcome is.
+        return _packb([1, intent.key, fields, self.state, self.outcome, self.at, self.detail, self.invalidate,
+                       self.issue_lsn if self.issue_lsn != _UNCONSUMED else -1, self.done_lsn, self.reported])
 
     @classmethod
     def unpack(cls, data: bytes, *, where: str, partitions: int) -> Entry:
