@@ -53,7 +53,10 @@ PENDING = 0  #: recorded; the provider may have been called
 DONE = 1  #: outcome known (sent, failed, cancelled, uncertain)
 UNSENT = 2  #: known not sent (the engine stopped with the message still queued)
 _STATE_NAMES = {PENDING: "pending", DONE: "done", UNSENT: "unsent"}
-_UNCONSUMED = 1 << 62  # issue lsn of a loaded entry whose cart has not issued it again yet
+#: issue lsn of a loaded entry whose cart has not issued it again yet (stored as such). Not an lsn: a
+#: large sentinel once leaked into the restored lsn counter (restore takes the highest lsn it finds),
+#: after which every cut "covered" these entries and pruned them before their carts issued them again.
+_UNCONSUMED = -1
 _FIELDS = SendIntent.__slots__
 
 
@@ -93,7 +96,7 @@ class Entry:
         # msgpack.packb's bytes through the actors' reusable encoder (on the loop's thread, as every
         # caller is): an entry is packed when it is recorded and again when its outcome is.
         return _packb([1, intent.key, fields, self.state, self.outcome, self.at, self.detail, self.invalidate,
-                       self.issue_lsn if self.issue_lsn != _UNCONSUMED else -1, self.done_lsn, self.reported])
+                       self.issue_lsn, self.done_lsn, self.reported])
 
     @classmethod
     def unpack(cls, data: bytes, *, where: str, partitions: int) -> Entry:
@@ -353,8 +356,10 @@ class IntentLedger:
     def prunable(self, cut: int) -> dict[int, list[bytes]]:
         """Keys that a committed cut up to ``cut`` makes unnecessary (partition -> keys).
 
-        Also drops entries whose cart can no longer issue them (run over, cart gone) although their
-        issue was not covered: a reused cart id must never find an old key here.
+        Also drops entries whose cart can no longer issue them although their issue was not covered:
+        the cart is gone (a reused cart id must never find an old key here), or it is past the entry's
+        run (a later run, or the same run over: final, or active again). A cart restored from before the
+        send (an earlier run, or the same run before the step) will issue the key again: its entry stays.
         """
         out: dict[int, list[bytes]] = {}
         registry = self.runtime.registry
@@ -362,15 +367,17 @@ class IntentLedger:
         for entry in self.entries.values():
             if entry.state != DONE:
                 continue
-            if entry.issue_lsn <= cut and entry.done_lsn <= cut:
-                out.setdefault(entry.part, []).append(entry.intent.key.encode())
-            elif entry.issue_lsn == _UNCONSUMED and entry.done_lsn <= cut:
+            if entry.issue_lsn == _UNCONSUMED:
+                if entry.done_lsn > cut:
+                    continue
                 intent = entry.intent
                 if dirty is not None and (intent.store, intent.cart) in dirty:
                     continue  # changed since the cut: its state now is not the one the cut holds
                 actor = registry.cart(intent.store, intent.cart)
-                if actor is None or actor.run != intent.run or actor.state not in IN_RUN:
+                if actor is None or actor.run > intent.run or (actor.run == intent.run and actor.state not in IN_RUN):
                     out.setdefault(entry.part, []).append(intent.key.encode())
+            elif entry.issue_lsn <= cut and entry.done_lsn <= cut:
+                out.setdefault(entry.part, []).append(entry.intent.key.encode())
         return out
 
     def forget(self, keys: dict[int, list[bytes]]) -> None:

@@ -123,9 +123,10 @@ def restore(loaded: Loaded, *, runtime: Any, ledger: Any, snapshotter: Any, seq:
         entries = []
         for where, data in loaded.ledger:
             entries.append(Entry.unpack(data, where=where, partitions=partitions))
+        # The highest lsn stored, read before ``load`` marks the entries that their carts will issue again.
+        top = max([cut] + [b.lsn for b in loaded.journal] + [max(e.issue_lsn, e.done_lsn) for e in entries])
         ledger.load(entries, cut)
         report.ledger_entries = len(entries)
-        top = max([cut] + [b.lsn for b in loaded.journal] + [max(e.issue_lsn, e.done_lsn) for e in entries])
         seq.lsn = max(seq.lsn, top)
         report.load_s = time.perf_counter() - t0
         t1 = time.perf_counter()

@@ -39,6 +39,33 @@ async def test_a_completed_send_is_not_repeated_after_a_crash(store_url: str, tm
     assert len(keys) == 99 and max(keys.values()) == 1
 
 
+async def test_a_snapshot_after_the_restart_keeps_the_keys_the_restored_carts_will_issue_again(
+        store_url: str, tmp_path: Path, engines: list) -> None:
+    """The periodic snapshot (or a client's ``sync``) usually lands between a restart and the restored
+    carts' timers. The carts are back in run 0, before the run whose keys are done: the cut must not
+    prune those keys as "no longer issuable", or every message goes out twice."""
+    config = engine_config(tmp_path, store_url)
+    a = await start_engine(engines, config, tmp_path)
+    for i in range(5):
+        await feed(a, cart_event(f"c{i}"))
+    await a.sync()  # the carts are durable, in state active
+    await a.runtime.advance_clock(2 * HOUR)  # 5 step-1 emails out; no snapshot since
+    assert len(_keys(tmp_path)) == 5
+    await crash(a)
+
+    b = await start_engine(engines, config, tmp_path)
+    assert all(c.state.value == "active" and c.run == 0 for c in b.registry)
+    assert b.seq.lsn < 1_000  # the restored lsn counter is the highest lsn stored, not a marker's value
+    await b.sync()  # a cut before the timers fire again
+    assert b.ledger.statistics()["entries"] == 5
+    await b.runtime.advance_clock(2 * HOUR)
+    keys = _keys(tmp_path)
+    assert len(keys) == 5 and max(keys.values()) == 1, keys
+    assert b.ledger.suppressed == 5
+    await b.sync()  # issued again and covered by a cut now: pruned as usual
+    assert b.ledger.statistics()["entries"] == 0
+
+
 async def test_unknown_outcomes_are_reported_and_skipped(store_url: str, tmp_path: Path, engines: list) -> None:
     config = engine_config(tmp_path, store_url)
     a = await start_engine(engines, config, tmp_path)
