@@ -4,8 +4,8 @@ Keys (``P`` a partition number, ``G`` a snapshot generation; ``{...}`` is the Cl
 
     cw:{g}:meta               string   the committed cut: generation, lsn, time, counters (msgpack)
     cw:{g}:writing            string   generation of a full snapshot being written (absent otherwise)
-    cw:{g}:log                hash     cut lsn -> message-log records appended up to that cut
-    cw:{g}:dedup              hash     cut lsn -> ingest event ids first seen up to that cut
+    cw:{g}:log                hash     N -> message-log records of one cut (N counts the writes: oldest first)
+    cw:{g}:dedup              hash     N -> ingest event ids first seen up to one cut (N as for the log)
     cw:{pP}:gG:carts          hash     \\0N -> a chunk of carts; STORE\\0CART -> CartActor.to_state() or b""
     cw:{pP}:gG:profiles       hash     \\0N -> a chunk of profiles; STORE\\0PROFILE -> its record or b""
                                        (chunks, single fields and tombstones: engine.stores.base)
@@ -167,8 +167,12 @@ class RedisStore(Store):
         self._began = 0  # generation whose full write begin_full() prepared
         self._staged_chunks = 0  # chunk fields staged for that generation
         self._old_partitions = partitions
-        self._log_fields: dict[bytes, float] = {}  # cut -> newest record time
+        self._log_fields: dict[bytes, float] = {}  # field -> newest record time
         self._dedup_fields: dict[bytes, float] = {}
+        # The last field number of the log and dedup hashes. Each blob gets a field of its own: a cut's
+        # lsn is no name for it, since cuts with no ledger operation between them share their lsn (they
+        # overwrote each other's ids and records); several dedup blobs may come in one write.
+        self._field_no = 0
 
     def describe(self) -> str:
         return _redact(self.url)
@@ -340,15 +344,21 @@ class RedisStore(Store):
         else:
             await self._commit_incremental(write)
 
+    def _field(self) -> bytes:
+        """A new field name for the log or dedup hash, above every one in use (they load in this order)."""
+        self._field_no += 1
+        return b"%d" % self._field_no
+
     def _globals(self, write: SnapshotWrite, commands: list[tuple[Any, ...]]) -> None:
-        cut = b"%d" % write.cut
         if write.log:
             newest = max(r[1] for r in write.log)
-            commands.append((b"HSET", LOG, cut, msgpack.packb(write.log, use_bin_type=True)))
-            self._log_fields[cut] = newest
+            field = self._field()
+            commands.append((b"HSET", LOG, field, msgpack.packb(write.log, use_bin_type=True)))
+            self._log_fields[field] = newest
         for blob_t, blob in write.dedup:
-            commands.append((b"HSET", DEDUP, cut, blob))
-            self._dedup_fields[cut] = blob_t
+            field = self._field()
+            commands.append((b"HSET", DEDUP, field, blob))
+            self._dedup_fields[field] = blob_t
         for fields, keep_after, key in ((self._log_fields, write.meta.get("log_keep_after"), LOG),
                                         (self._dedup_fields, write.meta.get("dedup_keep_after"), DEDUP)):
             if keep_after is None:
@@ -547,7 +557,7 @@ class RedisStore(Store):
                         journal.append(batch)
         journal.sort(key=lambda b: (b.lsn, b.events[0][0] if b.events else 0))
         log_records: list[Any] = []
-        for name, blob in sorted(await self._hgetall(LOG), key=lambda kv: int(kv[0])):
+        for name, blob in self._in_field_order(LOG, await self._hgetall(LOG)):
             try:
                 records = msgpack.unpackb(blob, raw=False, strict_map_key=False)
                 self._log_fields[name] = max((r[1] for r in records), default=0.0)
@@ -555,15 +565,25 @@ class RedisStore(Store):
                 raise CorruptStore(f"{self.describe()}: key {LOG.decode()} field {name!r}: {exc}") from None
             log_records.extend(records)
         dedup: list[Any] = []
-        for name, blob in sorted(await self._hgetall(DEDUP), key=lambda kv: int(kv[0])):
+        for name, blob in self._in_field_order(DEDUP, await self._hgetall(DEDUP)):
             try:
                 ids = msgpack.unpackb(blob, raw=False, strict_map_key=False)
                 self._dedup_fields[name] = max((i[2] for i in ids), default=0.0)
             except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data naming the key
                 raise CorruptStore(f"{self.describe()}: key {DEDUP.decode()} field {name!r}: {exc}") from None
             dedup.append((self._dedup_fields[name], blob))
+        self._field_no = max([self._field_no, *(int(f) for f in self._log_fields), *(int(f) for f in self._dedup_fields)])
         return Loaded(meta=meta, carts=carts, profiles=profiles, ledger=ledger, journal=journal,
                       log=log_records, dedup=dedup)
+
+    def _in_field_order(self, key: bytes, pairs: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The log's or dedup's ``(field, blob)`` pairs oldest first (fields are write numbers).
+
+        Raises: CorruptStore naming the key and field when a field is not a number."""
+        for name, _ in pairs:
+            if not name.isdigit():
+                raise CorruptStore(f"{self.describe()}: key {key.decode()} field {name!r}: not a write number")
+        return sorted(pairs, key=lambda kv: int(kv[0]))
 
     async def _hgetall(self, key: bytes) -> list[tuple[bytes, bytes]]:
         reply = await self._call(b"HGETALL", key)

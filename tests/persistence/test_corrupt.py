@@ -57,6 +57,17 @@ async def test_corrupt_cart_in_redis_names_key_and_field(redis_server: RedisServ
     assert key.decode() in str(error) and "c1" in str(error) and "not a cartwheel cart" in str(error)
 
 
+async def test_a_foreign_field_in_the_redis_dedup_hash_names_key_and_field(redis_server: RedisServer, tmp_path: Path,
+                                                                          engines: list) -> None:
+    config = engine_config(tmp_path, redis_server.url)
+    a = await start_engine(engines, config, tmp_path)
+    await feed(a, cart_event("c1", id="evt-1"))
+    await a.stop()
+    redis_server.command("HSET", "cw:{g}:dedup", "x7", msgpack.packb([]))
+    error = await _start_fails(config, tmp_path)
+    assert "cw:{g}:dedup" in str(error) and "x7" in str(error) and "not a write number" in str(error)
+
+
 async def test_stray_keys_without_meta(redis_server: RedisServer, tmp_path: Path) -> None:
     redis_server.command("XADD", "cw:{p3}:journal", "5-0", "b", "x")
     error = await _start_fails(engine_config(tmp_path, redis_server.url), tmp_path)
