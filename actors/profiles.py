@@ -42,6 +42,12 @@ CONTACT_FIELDS = ("email", "phone", "push", "locale", "timezone")
 #: record positions: ``refs`` first, so that a restore reads it from the packed bytes without unpacking
 #: (:func:`record_refs`), then the contact fields from :data:`_CONTACT0`, then these
 _REFS, _CONTACT0, _CONSENT, _INVALID, _CAPS = 0, 1, 6, 7, 8
+#: the record's ``consent`` holds the channels' bits in its low byte and, above it, when the latest change
+#: of them was made: the event time in milliseconds (0: never stated). Events can arrive late (a queue
+#: backlog, a client resending): a profile map older than the change it would undo is no news about the
+#: shopper's consent, and re-enabling a channel the shopper left since would be a message sent to someone
+#: who opted out. Kept in the one integer, the record and every stored snapshot keep their layout.
+_BITS, _AT_SHIFT = 0xFF, 8
 # which contact field each channel uses, and which invalid bits a changed field clears
 _FIELD_OF = {"email": "email", "push": "push", "whatsapp": "phone", "sms": "phone"}
 _CLEARS = (1, 4 | 8, 2, 0, 0)  # email, phone (sms + whatsapp), push, locale, timezone
@@ -74,12 +80,17 @@ _CONTACTS = tuple((name, _CONTACT0 + i, _CLEARS[i]) for i, name in enumerate(CON
 _ABSENT = object()
 
 
-def _merge(record: list[Any], data: Mapping[str, Any]) -> bool:
+def _merge(record: list[Any], data: Mapping[str, Any], at: float | None = None) -> bool:
     """Merge a profile map into an unpacked record in place; True when anything changed.
 
     Fields present replace, absent ones stay; ``""`` clears a field. A changed email, phone or push
     token clears that contact's "invalid" mark; a consent set to false withdraws it. Hot path: a cart
     update usually repeats its shopper's unchanged map, so this runs on every such event.
+
+    ``at`` is the event's time (unix seconds): a consent change is applied only if the map is not
+    older than the latest change applied (see :data:`_BITS`); None applies it whatever its age. A
+    map that repeats the consents as they stand changes nothing and records no time (the hot path
+    writes nothing), so a late map is weighed against the latest *change*, not the latest mention.
     """
     changed = False
     get = data.get
@@ -94,13 +105,20 @@ def _merge(record: list[Any], data: Mapping[str, Any]) -> bool:
                 changed = True
     consent = get("consent")
     if consent is not None and (type(consent) is dict or isinstance(consent, Mapping)):
-        bits = old = record[_CONSENT]
+        stored = record[_CONSENT]
+        bits = old = stored & _BITS
         for channel, flag in consent.items():  # the channels given (bits are independent of order)
             bit = CONSENT_BITS.get(channel)
             if bit is not None:
                 bits = bits | bit if flag is True else bits & ~bit
         if bits != old:
-            record[_CONSENT] = bits
+            changed_at = stored >> _AT_SHIFT
+            if at is not None:
+                at_ms = max(0, int(at * 1000))
+                if at_ms < changed_at:
+                    return changed  # older than the consent it would change: not applied
+                changed_at = at_ms
+            record[_CONSENT] = bits | changed_at << _AT_SHIFT
             changed = True
     return changed
 
@@ -113,12 +131,13 @@ class Profile:
         email, phone, push, locale, timezone: contact data (None when unknown; ``push`` is a token
             string or a web push subscription map).
         consent: bit set of channels the shopper consented to (:data:`CONSENT_BITS`).
+        consent_at: when the consents last changed: event time in milliseconds, 0 if never stated.
         invalid: bit set of channels whose contact a delivery result marked unusable.
         refs: how many live carts point here; the book forgets a profile when the last one goes.
         caps: None, or ``{channel: (at_s, cart_id)}``: the last message issued per channel.
     """
 
-    __slots__ = ("id", "email", "phone", "push", "locale", "timezone", "consent", "invalid", "refs", "caps")
+    __slots__ = ("id", "email", "phone", "push", "locale", "timezone", "consent", "consent_at", "invalid", "refs", "caps")
 
     def __init__(self, id: str) -> None:
         self.id = id
@@ -128,6 +147,7 @@ class Profile:
         self.locale: str | None = None
         self.timezone: str | None = None
         self.consent = 0
+        self.consent_at = 0
         self.invalid = 0
         self.refs = 0
         self.caps: dict[str, tuple[float, str]] | None = None
@@ -135,25 +155,28 @@ class Profile:
     # ------------------------------------------------------------------ record form
     def _record(self) -> list[Any]:
         caps = None if not self.caps else [[ch, at, cart] for ch, (at, cart) in self.caps.items()]
-        return [
-            self.refs, self.email, self.phone, self.push, self.locale, self.timezone, self.consent, self.invalid, caps,
-        ]
+        consent = self.consent | self.consent_at << _AT_SHIFT
+        return [self.refs, self.email, self.phone, self.push, self.locale, self.timezone, consent, self.invalid, caps]
 
     @classmethod
     def _from_record(cls, pid: str, record: list[Any]) -> Profile:
         profile = cls(pid)
         (profile.refs, profile.email, profile.phone, profile.push, profile.locale, profile.timezone,
-         profile.consent, profile.invalid, caps) = record
+         consent, profile.invalid, caps) = record
+        profile.consent = consent & _BITS
+        profile.consent_at = consent >> _AT_SHIFT
         profile.caps = None if not caps else {ch: (at, cart) for ch, at, cart in caps}
         return profile
 
-    def update(self, data: Mapping[str, Any]) -> bool:
-        """Merge a profile map from an event (see :func:`_merge`); True when anything changed."""
+    def update(self, data: Mapping[str, Any], at: float | None = None) -> bool:
+        """Merge a profile map from an event at ``at`` (see :func:`_merge`); True when anything changed."""
         record = self._record()
-        if not _merge(record, data):
+        if not _merge(record, data, at):
             return False
-        (self.refs, self.email, self.phone, self.push, self.locale, self.timezone, self.consent,
+        (self.refs, self.email, self.phone, self.push, self.locale, self.timezone, consent,
          self.invalid) = record[:_CAPS]
+        self.consent = consent & _BITS
+        self.consent_at = consent >> _AT_SHIFT
         return True
 
     # ------------------------------------------------------------------ reaching the shopper
@@ -220,7 +243,8 @@ class Profile:
 
     # ------------------------------------------------------------------ snapshots
     def to_state(self) -> list[Any]:
-        """Plain, msgpack-able values: ``[id, email, phone, push, locale, timezone, consent, invalid, refs, caps]``."""
+        """Plain, msgpack-able values: ``[id, email, phone, push, locale, timezone, consent, invalid, refs, caps]``
+        (``consent`` as the record holds it: the bits and the time of their latest change)."""
         r = self._record()
         return [self.id, *r[_CONTACT0:_CAPS], r[_REFS], r[_CAPS]]
 
@@ -267,8 +291,9 @@ class ProfileBook:
         """Store ``profile`` (new or changed). A profile with no carts stays until :meth:`decref` drops it."""
         self._records[profile.id] = _packb(profile._record())
 
-    def upsert(self, pid: str, data: Mapping[str, Any] | None) -> str:
-        """Create ``pid`` if unknown and merge ``data`` into it; returns the book's key string for ``pid``.
+    def upsert(self, pid: str, data: Mapping[str, Any] | None, at: float | None = None) -> str:
+        """Create ``pid`` if unknown and merge ``data`` (an event's map, of time ``at``) into it; returns
+        the book's key string for ``pid``.
 
         The hot path (a cart update repeating an unchanged profile map) unpacks the record once,
         compares and writes nothing.
@@ -278,12 +303,12 @@ class ProfileBook:
         if record is None:
             fields: list[Any] = [0, None, None, None, None, None, 0, 0, None]
             if data is not None:
-                _merge(fields, data)
+                _merge(fields, data, at)
             records[pid] = _packb(fields)
             return pid
         if data is not None:
             fields = _unpackb(record)
-            if _merge(fields, data):
+            if _merge(fields, data, at):
                 records[pid] = _packb(fields)
         return pid
 

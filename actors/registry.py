@@ -131,11 +131,13 @@ class Registry:
 
     # ------------------------------------------------------------------ profiles
     @staticmethod
-    def _profile_for(rules: StoreRules, ref: Any, cart: str) -> str | None:
+    def _profile_for(rules: StoreRules, ref: Any, cart: str, at: float | None) -> str | None:
         """The id of the profile an event's ``profile`` field refers to, merging a map into the book.
 
         An id alone refers to a profile the engine knows (an unknown one is created empty: no contact, no
-        consent, so nothing is sent until a ``profile.updated`` says more).
+        consent, so nothing is sent until a ``profile.updated`` says more). ``at`` is the event's time: a
+        map older than the profile's latest consent change does not change consents (a late copy of an
+        old cart update must not undo an opt-out).
         """
         if isinstance(ref, str):
             return rules.profiles.upsert(ref, None) if ref else None
@@ -143,7 +145,7 @@ class Registry:
             pid = ref.get("id")
             if not isinstance(pid, str) or not pid:
                 pid = "~" + cart  # an anonymous profile, private to this cart
-            return rules.profiles.upsert(pid, ref)
+            return rules.profiles.upsert(pid, ref, at)
         return None
 
     @staticmethod
@@ -186,11 +188,13 @@ class Registry:
             # The common case costs one comparison: the cart already points at this profile id (so it is
             # in the book, which the cart's reference keeps it in).
             if ref is not None and (type(ref) is not str or ref != actor.profile):
-                self._link(actor, self._profile_for(actor.store, ref, cart_id))
+                ts = event.get("ts")
+                self._link(actor, self._profile_for(actor.store, ref, cart_id, now if ts is None or ts > now else ts))
         elif etype == "profile.updated":
             ref = event.get("profile")
             if isinstance(ref, Mapping) and isinstance(ref.get("id"), str):
-                self._profile_for(self.rules(store), ref, "")
+                ts = event.get("ts")
+                self._profile_for(self.rules(store), ref, "", now if ts is None or ts > now else ts)
             return None
         elif etype == "message.opened" or etype == "message.clicked":
             return self._engagement(etype, event.get("message"))

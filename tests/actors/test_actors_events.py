@@ -320,3 +320,35 @@ def test_a_late_or_resent_update_does_not_reopen_a_cart_in_a_run_or_final() -> N
     assert bought is not None and bought.state in (CartState.CONVERTED, CartState.RECOVERED)
     sim.apply(cart_event(prof=profile(), ts=T0), sim.now + MIN)
     assert bought.state in (CartState.CONVERTED, CartState.RECOVERED)
+
+
+def test_a_late_copy_of_an_old_update_does_not_undo_an_opt_out() -> None:
+    """The opt-out at +40 min is newer than the consent a late copy of the first update carries (its time
+    is +0): the copy must not give consent back, for this cart or another of the shopper's."""
+    reg, sim = fresh()
+    sim.apply(cart_event(prof=profile(push="tok-1"), ts=T0), T0)
+    sim.apply({"type": "profile.updated", "store": "demo",
+               "profile": {"id": "p1", "consent": {"email": False}}}, T0 + 40 * MIN)
+    sim.apply(cart_event(prof=profile(push="tok-1"), ts=T0), T0 + 45 * MIN)  # the first update again, late
+    sim.apply(cart_event("c2", prof=profile(push="tok-1"), ts=T0 + 20 * MIN), T0 + 46 * MIN)  # another cart, older map
+    sim.advance(T0 + 3 * DAY)
+    assert [s for s in sim.sent() if s[3] == "email"] == [], sim.sent()
+    assert [s for s in sim.sent() if s[3] == "push"] != []  # what the opt-out did not touch still goes
+    p1 = reg.profile("demo", "p1")
+    assert p1 is not None and p1.consent == 2 | 4 | 8 and p1.consent_at == int((T0 + 40 * MIN) * 1000)
+
+
+def test_a_consent_given_again_later_is_applied() -> None:
+    reg, sim = fresh()
+    sim.apply(cart_event(prof=profile(), ts=T0), T0)
+    sim.apply({"type": "profile.updated", "store": "demo",
+               "profile": {"id": "p1", "consent": {"email": False}}, "ts": T0 + 5 * MIN}, T0 + 5 * MIN)
+    sim.apply({"type": "profile.updated", "store": "demo",
+               "profile": {"id": "p1", "consent": {"email": True}}, "ts": T0 + 10 * MIN}, T0 + 10 * MIN)
+    sim.advance(T0 + 2 * HOUR)
+    assert [s for s in sim.sent() if s[3] == "email"] != []
+    # stored and restored with its time: a snapshot's record keeps the layout (9 fields, consent an int)
+    p1 = reg.profile("demo", "p1")
+    assert p1 is not None
+    again = Profile.from_state(p1.to_state())
+    assert (again.consent, again.consent_at) == (p1.consent, p1.consent_at) == (1 | 2 | 4 | 8, int((T0 + 10 * MIN) * 1000))
