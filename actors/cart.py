@@ -379,20 +379,22 @@ class CartActor:
         self.flags = 0
         self.touch = None
         effects.append((METRIC, "cleared", 1))
-        self._finish(t, effects)
+        self._finish(t, effects, tombstone=False)  # DESIGN.md: "the cart is forgotten"
         return effects
 
-    def _finish(self, t: float, effects: list[Any]) -> None:
+    def _finish(self, t: float, effects: list[Any], *, tombstone: bool = True) -> None:
         """Enter a final state at ``t``: keep a tombstone until the attribution window has passed.
 
-        A cart that never ran a flow (run 0) has issued no idempotency keys and nothing can be attributed
-        to it, so it needs no tombstone: its timer is cancelled and the registry drops it at once. Otherwise
-        the tombstone keeps the run counter (a reused cart id must never repeat a key) and, for expired
-        carts, the attribution data, until ``t + attribution_window``.
+        The tombstone keeps the run counter (a reused cart id must never repeat a key), for expired carts
+        the attribution data, and for every final cart the time it ended (``seen``): an event stamped
+        before that and arriving late (a backlog, a client resending) finds the tombstone and is stale,
+        instead of creating the cart afresh and running a flow after a purchase. A cart that never ran a
+        flow and did not end in a purchase (``tombstone=False``: cleared, which DESIGN.md says forgets
+        the cart, or idle and empty) is dropped at once.
         """
         self.since = None
         self.step = 0
-        if self.run == 0:
+        if self.run == 0 and not tombstone:
             self._disarm(effects)
         else:
             self._arm(t + self.store.flow.attribution_window_s, TAG_PURGE, effects)
@@ -429,7 +431,7 @@ class CartActor:
                 self.state = CLEARED
                 self.touch = None
                 self.flags = 0
-                self._finish(deadline, effects)
+                self._finish(deadline, effects, tombstone=False)
                 return effects or None
             self._abandon(deadline, effects)
             self._advance(now, effects)
@@ -523,6 +525,18 @@ class CartActor:
             self.store.id, self.cart, self.profile, self.blob, self.state.value, self.flags, self.seen, self.due,
             *(NO_RUN if packed is None else _unpackb(packed)),
         ]
+
+    @classmethod
+    def bought_unseen(cls, store: StoreRules, cart: str, t: float) -> tuple[CartActor, list[Any]]:
+        """The tombstone of a cart bought at ``t`` before any of its own events arrived (the order overtook
+        them), and the effects that arm its purge. A late update stamped before the order is then stale
+        against it, instead of creating the cart and running a flow after the purchase. No metric: the
+        engine never knew this cart as one to recover."""
+        actor = cls(store, cart, None, t)
+        actor.state = CONVERTED
+        effects: list[Any] = []
+        actor._finish(t, effects)
+        return actor, effects
 
     @classmethod
     def from_state(cls, state: list[Any] | tuple[Any, ...], store: StoreRules) -> CartActor:

@@ -201,12 +201,28 @@ class Registry:
         else:
             actor = self.cart(store, event.get("cart", ""))
             if actor is None:
-                return None
+                return self._bought_unseen(event, now) if etype == "order.completed" else None
         before = actor.state
         effects = actor.handle(event, now)
         after = actor.state
         if after is not before:
             self._moved(actor, before, after)
+        return effects
+
+    def _bought_unseen(self, event: Mapping[str, Any], now: float) -> list[Any] | None:
+        """An order for a cart this engine does not know: remember it (:meth:`CartActor.bought_unseen`)."""
+        cart_id = event.get("cart")
+        if not isinstance(cart_id, str) or not cart_id:
+            return None
+        rules = self.rules(event["store"])
+        ts = event.get("ts")
+        actor, effects = CartActor.bought_unseen(rules, cart_id, now if ts is None or ts > now else ts)
+        carts = self._carts.get(rules.id)
+        if carts is None:
+            carts = self._carts[rules.id] = {}
+        carts[cart_id] = actor
+        self._size += 1
+        self._counts[CartState.CONVERTED] += 1
         return effects
 
     def fire(self, actor: CartActor, tag: int, now: float) -> list[Any] | None:

@@ -203,9 +203,38 @@ def test_unknown_store_gets_default_rules() -> None:
 
 def test_events_for_unknown_carts_are_ignored() -> None:
     reg, _ = fresh()
-    for etype in ("session.ended", "payment.failed", "order.completed", "cart.cleared"):
+    for etype in ("session.ended", "payment.failed", "cart.cleared"):
         assert reg.apply({"type": etype, "store": "demo", "cart": "nope"}, T0) is None
     assert len(reg) == 0
+
+
+def test_an_order_that_overtakes_its_carts_updates_stops_them_starting_a_flow() -> None:
+    """``order.completed`` before the cart's first update (the order overtook it, or the update was
+    late): the order is remembered, so the older update does not start a flow after the purchase."""
+    reg, sim = fresh()
+    sim.apply({"type": "order.completed", "store": "demo", "cart": "c1", "order": "o1", "value": 64.0,
+               "ts": T0 + 10 * MIN}, T0 + 10 * MIN)
+    tomb = reg.cart("demo", "c1")
+    assert tomb is not None and tomb.state is CartState.CONVERTED and reg.carts_by_state()["converted"] == 1
+    assert sim.metrics == {}  # not a conversion of a cart the engine knew
+    sim.apply(cart_event(prof=profile(), ts=T0), T0 + 11 * MIN)  # stamped before the order
+    sim.advance(T0 + 3 * DAY)
+    assert sim.sent() == []
+    sim.apply(cart_event(prof=profile()), sim.now)  # a new session after the purchase starts afresh
+    sim.advance(sim.now + 2 * HOUR)
+    assert [s[3] for s in sim.sent()] == ["email"]
+    sim.advance(sim.now + 7 * DAY)
+    assert reg.cart("demo", "c1") is None and sim.pending() == 0
+
+
+def test_a_late_update_after_a_purchase_before_any_abandonment_sends_nothing() -> None:
+    reg, sim = fresh()
+    sim.apply(cart_event(prof=profile(), ts=T0), T0)
+    sim.apply({"type": "order.completed", "store": "demo", "cart": "c1", "order": "o1", "value": 64.0,
+               "ts": T0 + 10 * MIN}, T0 + 10 * MIN)
+    sim.apply(cart_event(prof=profile(), ts=T0 + 5 * MIN), T0 + 11 * MIN)  # stamped before the order
+    sim.advance(T0 + 3 * DAY)
+    assert sim.sent() == [] and sim.metrics == {"converted": 1}
 
 
 def test_profile_switch_moves_references() -> None:

@@ -122,10 +122,14 @@ def test_purchase_before_any_message_is_converted_not_recovered() -> None:
     sim.advance(t0 + 5 * DAY)
     assert sim.sent() == []
     assert sim.metrics == {"abandoned": 1, "converted": 1}
-    # bought while still active: converted, and nothing to keep in memory
+    # bought while still active: converted; a contentless tombstone until the attribution window ends
     sim.apply(cart_event("c2", prof=full_profile()))
     sim.apply({"type": "order.completed", "store": "demo", "cart": "c2", "order": "o-2"}, sim.now + 10 * MIN)
-    assert sim.metrics["converted"] == 2 and reg.cart("demo", "c2") is None
+    tomb = reg.cart("demo", "c2")
+    assert sim.metrics["converted"] == 2 and tomb is not None and tomb.state is CartState.CONVERTED
+    assert tomb.profile is None and tomb.describe()["items"] == []
+    sim.advance(sim.now + 5 * DAY + MIN)
+    assert reg.cart("demo", "c2") is None and sim.sent() == []
 
 
 def test_opt_out_mid_run_applies_to_every_cart_of_the_profile() -> None:

@@ -357,9 +357,11 @@ async def test_stats_agree_with_a_known_workload(ops_engine: Engine) -> None:
         await admin.close()
     assert stats["ok"] is True
     assert stats["events"] == {"accepted": 8, "rejected": 1, "duplicate": 1, "frames": 6, "connections": 1}
-    assert stats["carts"] == {"active": 0, "abandoned": 0, "recovering": 1, "recovered": 1, "converted": 0,
+    # the converted cart (bought before it was abandoned) is a tombstone, as the recovered one is, until
+    # its attribution window has passed: a late update stamped before the order must find it
+    assert stats["carts"] == {"active": 0, "abandoned": 0, "recovering": 1, "recovered": 1, "converted": 1,
                               "expired": 0, "cleared": 0}
-    assert stats["timers"] == 2 and sum(stats["timers_per_level"]) == 2
+    assert stats["timers"] == 3 and sum(stats["timers_per_level"]) == 3
     assert stats["sends"] == {"email": {"sent": 2}, "push": {"skipped": 2}, "whatsapp": {"skipped": 2}}
     rec = stats["recovery"]
     assert {k: rec[k] for k in ("abandoned", "recovered", "converted", "expired", "rate", "revenue")} == {

@@ -127,7 +127,7 @@ async def test_top_once_renders_the_key_figures_without_a_tty(ops_engine: Engine
     assert "abandoned 2 100.0 %" in _squeeze(out)
     assert "recovered 1 50.0 %" in _squeeze(out)
     assert "recovery rate 50.0 %" in _squeeze(out) and "revenue recovered 10.00" in _squeeze(out)
-    assert "live 2" in _squeeze(out) and "recovering 1" in _squeeze(out)
+    assert "live 3" in _squeeze(out) and "recovering 1" in _squeeze(out)
     assert "accepted 8" in _squeeze(out) and "rejected 1" in _squeeze(out)
     assert "queue email 2 " in _squeeze(out)  # both emails' time in the dispatch queue was recorded
     assert "sms ∞ 0 0 0 0 0 closed PAUSED" in _squeeze(out)
