@@ -47,6 +47,7 @@ from actors.effects import LOG, METRIC, SCHEDULE, LogRecord, Outcome, SendIntent
 from actors.flows import BUILTIN_FLOWS, Flow
 from actors.profiles import Profile
 from actors.states import FINAL_STATES, IN_RUN, CartState
+from actors.steps import send_allowed_at
 from actors.stores import StoreRules
 
 __all__ = ["Registry", "redact"]
@@ -57,6 +58,9 @@ _UNLINK = frozenset({CartState.CONVERTED, CartState.RECOVERED, CartState.CLEARED
 _STATE_NAMES = tuple(s.value for s in CartState)
 _EMAIL = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+")
 _DIGITS = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+#: a message asked a hair before its window opens goes (a wheel's rounding fires timers up to a few float
+#: ulps early; the actor counts that as due, and so does this check)
+_EARLY_S = 1e-3
 _CANCEL_REASON = {
     CartState.ACTIVE: "cart active again", CartState.CONVERTED: "cart converted", CartState.RECOVERED: "cart recovered",
     CartState.EXPIRED: "run ended", CartState.CLEARED: "cart cleared",
@@ -272,11 +276,15 @@ class Registry:
         return effects
 
     # ------------------------------------------------------------------ sends
-    def still_wanted(self, intent: SendIntent, now: float) -> str | None:
-        """Asked right before a message goes out: None to send it, else why it is cancelled.
+    def still_wanted(self, intent: SendIntent, now: float) -> str | float | None:
+        """Asked right before a message goes out: None to send it, a str saying why it is cancelled, or a
+        float: the engine time to ask again at (it is held back until then).
 
         Cancelled when the cart is gone, left the intent's run (converted, recovered, cleared, back to
         active, expired), or the shopper withdrew consent, or the contact was invalidated or changed.
+        Held back while the store's quiet hours or the step's send window forbid sending: they were
+        checked when the message was issued, but a message can wait in its channel's queue (a paused
+        channel, a rate limit, a provider outage) until they close.
         """
         actor = self.cart(intent.store, intent.cart)
         if actor is None:
@@ -297,7 +305,19 @@ class Registry:
             return "consent withdrawn" if reason.endswith("consent") else reason
         if contact != intent.contact:
             return "contact changed"
-        return None
+        return self._send_time(actor, intent, profile, now)
+
+    @staticmethod
+    def _send_time(actor: CartActor, intent: SendIntent, profile: Profile | None, now: float) -> str | float | None:
+        """:meth:`still_wanted` for the clock: None to send now, the time to try again at, or why never."""
+        store = actor.store
+        steps = store.flow.steps
+        if not 0 < intent.step <= len(steps):
+            return None  # the flow changed since (a restart with another config): nothing to hold it to
+        at = send_allowed_at(store, steps[intent.step - 1], profile, now)
+        if at is None:
+            return "the send window never falls outside the quiet hours"
+        return None if at <= now + _EARLY_S else at
 
     def delivered(
         self, intent: SendIntent, outcome: str, now: float, *, detail: str = "", invalidate_contact: bool = False,

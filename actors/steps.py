@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 
     from actors.cart import CartActor
     from actors.flows import Step
+    from actors.profiles import Profile
+    from actors.stores import StoreRules
 
-__all__ = ["run_channel", "run_step_conditions", "log_record", "message_key"]
+__all__ = ["run_channel", "run_step_conditions", "log_record", "message_key", "send_allowed_at", "send_zone"]
 
 _HIGH_INTENT = 2
 _PAYMENT_FAILED = 4
@@ -89,6 +91,23 @@ def _skip(
     effects.append(log_record(actor, step_no, channel, Outcome.SKIPPED, reason, now))
 
 
+def send_zone(store: StoreRules, step: Step, profile: Profile | None) -> ZoneInfo:
+    """The time zone a step's send window and the store's quiet hours are read in."""
+    if step.send_in == "profile" and profile is not None:
+        return profile.zone() or store.tz
+    return store.tz
+
+
+def send_allowed_at(store: StoreRules, step: Step, profile: Profile | None, now: float) -> float | None:
+    """The earliest time at or after ``now`` when the step's window and the store's quiet hours let a
+    message go (``now`` itself when nothing restricts it); None when they never do."""
+    window = store.windows[step.window] if step.window is not None else None
+    quiet = store.quiet_hours
+    if window is None and quiet is None:
+        return now
+    return next_send_time(now, send_zone(store, step, profile), window, quiet)
+
+
 def run_channel(
     actor: CartActor, step_no: int, step: Step, channel: str, now: float, expire_at: float, effects: list[Any],
 ) -> None:
@@ -120,9 +139,7 @@ def run_channel(
     window = store.windows[step.window] if step.window is not None else None
     quiet = store.quiet_hours
     if window is not None or quiet is not None:
-        tz = store.tz
-        if step.send_in == "profile" and profile is not None:
-            tz = profile.zone() or tz
+        tz = send_zone(store, step, profile)
         at = next_send_time(now, tz, window, quiet)
         if at is None:
             return _skip(actor, step_no, channel, "the send window never falls outside the quiet hours", now, effects)

@@ -30,9 +30,11 @@ class ResultCallback(Protocol):
 
 
 class StillWanted(Protocol):
-    """Asked right before a send: None to send, or the reason not to."""
+    """Asked right before a send: None to send, the reason not to (a str: the message is cancelled), or
+    a time on the pool's clock (a float) to ask again at: the message waits in the queue until then,
+    keeping its place among the queued (quiet hours, a send window)."""
 
-    def __call__(self, message: Message, /) -> str | None: ...
+    def __call__(self, message: Message, /) -> str | float | None: ...
 
 
 class PoolClosed(RuntimeError):

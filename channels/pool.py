@@ -12,8 +12,9 @@ What it does, in the order a message meets it:
    not paused, the channel's token bucket has a token, fewer than ``concurrency`` sends are in flight,
    the circuit breaker is not open, and no channel-wide ``Retry-After`` is pending. Right before
    sending it asks ``still_wanted(message)``: a returned string cancels the message with that reason
-   (the shopper bought, opted out...). A message to a contact the provider declared dead or opted
-   out is cancelled without being sent.
+   (the shopper bought, opted out...); a returned float holds it back until that time (the store's
+   quiet hours have begun) and it keeps its place. A message to a contact the provider declared dead
+   or opted out is cancelled without being sent.
 4. **Send** — each attempt runs as its own task calling ``sender.send(message)``.
 5. **Outcome** — sent: reported. Transient failure: retried after exponential back-off with jitter,
    never sooner than the provider's ``Retry-After``, up to ``retry.max_attempts``; a channel-wide
@@ -82,7 +83,8 @@ class Pool:
         sender: the channel implementation; the pool owns it and closes it in :meth:`stop`.
         clock: see :class:`PoolClock`.
         on_result: called once per message with its final :class:`DeliveryResult`.
-        still_wanted: called right before each attempt; a string return cancels the message.
+        still_wanted: called right before each attempt; a string return cancels the message, a float
+            holds it back until that time of the pool's clock (then it is asked again).
         rate_per_s: channel rate limit in messages per second; None for no limit.
         burst: token bucket capacity (messages); default :func:`default_burst` of the rate.
         store_rate_per_s: optional rate limit per store (messages/s), on top of the channel's.
@@ -454,10 +456,15 @@ class Pool:
                 except Exception as exc:  # a broken check must not send what may be unwanted
                     log.exception("channel %s: still_wanted raised", self.name)
                     reason = f"still_wanted raised {type(exc).__name__}"
+                if type(reason) is float:  # not yet: it waits (still held) until then
+                    sched.on_dropped(entry, now)
+                    sched.defer(entry, max(reason, now))
+                    deadline = _min(deadline, max(reason, now))
+                    continue
                 if reason is not None:
                     sched.on_dropped(entry, now)
                     self._release_held()
-                    self._final(entry, DeliveryResult.cancelled(reason))
+                    self._final(entry, DeliveryResult.cancelled(str(reason)))
                     continue
             if bucket is not None:
                 bucket.try_take(now)

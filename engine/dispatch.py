@@ -22,7 +22,7 @@ import msgpack
 
 from actors.effects import SendIntent
 from channels import ChannelSettings, DeliveryResult, Message, Pool, Renderer, open_pool
-from engine.clock import monotonic
+from engine.clock import ManualClock, monotonic
 from engine.config import Config
 
 __all__ = ["ChannelDispatcher", "FLOW_CHANNELS"]
@@ -75,8 +75,12 @@ class ChannelDispatcher:
         self._stopping = True  # messages still queued are reported "not sent": the ledger keeps them
         if self._drainer is not None:
             await asyncio.gather(self._drainer, return_exceptions=True)
+        # A pool drains within its rate limit, in its clock's time; a manual clock does not move while the
+        # engine stops (it moves only on `clock advance`), so waiting for it would wait forever: what is
+        # still queued then is reported "not sent" at once, and kept by the ledger for the next start.
+        manual = isinstance(getattr(self.runtime, "clock", None), ManualClock)
         for pool in self.pools.values():
-            await pool.stop(drain=True)
+            await pool.stop(drain=True, timeout_s=0.0 if manual else 30.0)
 
     # -- the runtime's side
     def submit(self, intent: SendIntent) -> None:
@@ -150,7 +154,7 @@ class ChannelDispatcher:
         )
 
     # -- the pools' side
-    def _still_wanted(self, message: Message) -> str | None:
+    def _still_wanted(self, message: Message) -> str | float | None:
         intent = self.inflight.get(message.key)
         if intent is None:
             return "unknown message"

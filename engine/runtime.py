@@ -197,8 +197,9 @@ class Runtime:
         if effects:
             self.apply_effects(effects, now)
 
-    def still_wanted(self, intent: SendIntent) -> str | None:
-        """Asked by a pool right before a send: None to send, else why it is cancelled."""
+    def still_wanted(self, intent: SendIntent) -> str | float | None:
+        """Asked by a pool right before a send: None to send, why it is cancelled, or when to ask again
+        (engine time: the store's quiet hours or the step's window forbid sending now)."""
         return self.registry.still_wanted(intent, self.clock.now())
 
     # ------------------------------------------------------------------ the two doors

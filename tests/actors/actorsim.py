@@ -115,6 +115,7 @@ class Sim:
         self._heap: list[tuple[float, int, object, Any, int]] = []
         self._seq = 0
         self.queue: list[SendIntent] = []
+        self.deferred: list[tuple[float, int, SendIntent]] = []  # held back by still_wanted until then
         self.sends: list[Sent] = []  # every delivery result, including cancelled ones
         self.logs: list[LogRecord] = []
         self.metrics: Counter[str] = Counter()
@@ -157,6 +158,10 @@ class Sim:
         while self.queue:
             intent = self.queue.pop(0)
             reason = self.reg.still_wanted(intent, self.now)
+            if type(reason) is float:  # not yet (quiet hours, a window): asked again then, as a pool does
+                self._seq += 1
+                heapq.heappush(self.deferred, (reason, self._seq, intent))
+                continue
             outcome = "cancelled" if reason is not None else self.outcome_for(intent)
             self.sends.append(Sent(self.now, intent, outcome))
             self.run(self.reg.delivered(intent, outcome, self.now, detail=reason or "",
@@ -170,6 +175,7 @@ class Sim:
         """
         heap = self._heap
         while heap and heap[0][0] <= to:
+            self._redeliver(heap[0][0])
             when, _, token, actor, tag = heapq.heappop(heap)
             if actor.timer is not token:
                 continue  # replaced or cancelled
@@ -179,7 +185,17 @@ class Sim:
             actor.timer = None
             self.fired += 1
             self.run(self.reg.fire(actor, tag, self.now))
+        self._redeliver(to)
         self.now = max(self.now, to)
+
+    def _redeliver(self, upto: float) -> None:
+        """Ask again about the messages held back until a time up to ``upto``, at that time."""
+        while self.deferred and self.deferred[0][0] <= upto:
+            when, _, intent = heapq.heappop(self.deferred)
+            self.now = max(self.now, when)
+            self.queue.append(intent)
+            if self.auto_deliver:
+                self.flush()
 
     def apply(self, event: dict[str, Any], when: float | None = None) -> list[Any] | None:
         """Advance to ``when`` (if given) and apply ``event`` at that time."""

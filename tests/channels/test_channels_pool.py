@@ -196,6 +196,33 @@ async def test_still_wanted_cancels_right_before_sending(clock, results, make_me
     await pool.stop()
 
 
+async def test_still_wanted_may_hold_a_message_back_until_a_time(clock, results, make_message):
+    """A float from still_wanted: not yet (quiet hours), ask again then; the message keeps its place and
+    the others go meanwhile."""
+    sink = SinkSender()
+    opens_at = clock.now() + 3600.0
+    asked: list[tuple[str, float]] = []
+
+    def still_wanted(message: Message) -> str | float | None:
+        asked.append((message.id, clock.now()))
+        return opens_at if message.cart == "c-quiet" and clock.now() < opens_at else None
+
+    pool = new_pool(sink, clock, results, still_wanted=still_wanted)
+    await pool.start()
+    pool.offer(make_message(id="q", cart="c-quiet"))
+    pool.offer(make_message(id="n", cart="c-now"))
+    await pool.wait_idle()
+    assert sink.ids() == ["n"] and pool.statistics().queued == 1 and results.ids() == ["n"]
+    clock.advance(3599.0)
+    await pool.wait_idle()
+    assert sink.ids() == ["n"]
+    clock.advance(1.0)
+    await pool.wait_idle()
+    assert sink.ids() == ["n", "q"] and results.of("q").ok and pool.statistics().queued == 0
+    assert [who for who, _ in asked] == ["q", "n", "q"] and asked[-1][1] == opens_at
+    await pool.stop()
+
+
 async def test_message_never_sent_to_invalidated_contact(clock, results, make_message):
     sink = SinkSender()
     sink.answers["dead@example.com"] = DeliveryResult.permanent("550 no such user", provider_status="550",
