@@ -14,7 +14,7 @@ profile object plus its packed contact cost ~96 bytes more per profile than the 
 written back with :meth:`ProfileBook.put` when changed; it is never kept by a cart.
 
 Frequency cap: ``caps`` remembers, per channel, the last recovery message issued to this profile and for
-which cart. A message for cart B is held back when the profile got one on the same channel for a
+which cart (and the one before it, so that withdrawing the last one brings the earlier one back). A message for cart B is held back when the profile got one on the same channel for a
 *different* cart less than ``frequency_cap_s`` ago; a cart's own flow paces its own messages (the built-in
 flow's 1 h and 4 h emails are three hours apart by design). A cap entry is recorded when the intent is
 issued and withdrawn again if that intent is cancelled or fails before going out.
@@ -134,7 +134,8 @@ class Profile:
         consent_at: when the consents last changed: event time in milliseconds, 0 if never stated.
         invalid: bit set of channels whose contact a delivery result marked unusable.
         refs: how many live carts point here; the book forgets a profile when the last one goes.
-        caps: None, or ``{channel: (at_s, cart_id)}``: the last message issued per channel.
+        caps: None, or ``{channel: (at_s, cart_id)}``: the last message issued per channel, or
+            ``(at_s, cart_id, before_at_s, before_cart_id)`` with the one issued before it.
     """
 
     __slots__ = ("id", "email", "phone", "push", "locale", "timezone", "consent", "consent_at", "invalid", "refs", "caps")
@@ -150,11 +151,11 @@ class Profile:
         self.consent_at = 0
         self.invalid = 0
         self.refs = 0
-        self.caps: dict[str, tuple[float, str]] | None = None
+        self.caps: dict[str, tuple[Any, ...]] | None = None
 
     # ------------------------------------------------------------------ record form
     def _record(self) -> list[Any]:
-        caps = None if not self.caps else [[ch, at, cart] for ch, (at, cart) in self.caps.items()]
+        caps = None if not self.caps else [[ch, *last] for ch, last in self.caps.items()]
         consent = self.consent | self.consent_at << _AT_SHIFT
         return [self.refs, self.email, self.phone, self.push, self.locale, self.timezone, consent, self.invalid, caps]
 
@@ -165,7 +166,7 @@ class Profile:
          consent, profile.invalid, caps) = record
         profile.consent = consent & _BITS
         profile.consent_at = consent >> _AT_SHIFT
-        profile.caps = None if not caps else {ch: (at, cart) for ch, at, cart in caps}
+        profile.caps = None if not caps else {entry[0]: tuple(entry[1:]) for entry in caps}
         return profile
 
     def update(self, data: Mapping[str, Any], at: float | None = None) -> bool:
@@ -226,20 +227,29 @@ class Profile:
         return until if now < until else None
 
     def record_send(self, channel: str, cart: str, at: float) -> None:
-        """Remember a message issued on ``channel`` for ``cart`` at ``at`` (unix seconds)."""
+        """Remember a message issued on ``channel`` for ``cart`` at ``at`` (unix seconds), and the one
+        it replaces as the last (which :meth:`forget_send` brings back)."""
         if self.caps is None:
             self.caps = {}
-        self.caps[channel] = (at, cart)
+        before = self.caps.get(channel)
+        self.caps[channel] = (at, cart) if before is None else (at, cart, before[0], before[1])
 
     def forget_send(self, channel: str, cart: str, at: float) -> bool:
-        """Withdraw :meth:`record_send` for a message that never went out (only if it is still the last)."""
+        """Withdraw :meth:`record_send` for a message that never went out (only if it is still the last):
+        the message issued before it, if any, is the last again (it may have gone out: a cancelled
+        reminder must not lift the cap that an earlier, sent one set)."""
         caps = self.caps
-        if caps is not None and caps.get(channel) == (at, cart):
+        last = None if caps is None else caps.get(channel)
+        if last is None or last[0] != at or last[1] != cart:
+            return False
+        assert caps is not None
+        if len(last) == 4:
+            caps[channel] = (last[2], last[3])
+        else:
             del caps[channel]
             if not caps:
                 self.caps = None
-            return True
-        return False
+        return True
 
     # ------------------------------------------------------------------ snapshots
     def to_state(self) -> list[Any]:

@@ -210,7 +210,7 @@ class Registry:
         effects = actor.handle(event, now)
         after = actor.state
         if after is not before:
-            self._moved(actor, before, after)
+            self._moved(actor, before, after, now)
         return effects
 
     def _bought_unseen(self, event: Mapping[str, Any], now: float) -> list[Any] | None:
@@ -237,19 +237,33 @@ class Registry:
         effects = actor.on_timer(tag, now)
         after = actor.state
         if after is not before:
-            self._moved(actor, before, after)
+            self._moved(actor, before, after, now)
         elif after in FINAL_STATES and actor.due is None:
             self._drop(actor)
         return effects
 
-    def _moved(self, actor: CartActor, before: CartState, after: CartState) -> None:
+    def _moved(self, actor: CartActor, before: CartState, after: CartState, now: float) -> None:
         counts = self._counts
         counts[before] -= 1
         counts[after] += 1
-        if after in _UNLINK and actor.profile is not None:
+        if after in _UNLINK and actor.profile is not None and not self._cap_holds(actor, now):
             self._link(actor, None)  # a bought or cleared cart's tombstone does not need its shopper
         if after in FINAL_STATES and actor.due is None:
             self._drop(actor)
+
+    @staticmethod
+    def _cap_holds(actor: CartActor, now: float) -> bool:
+        """Whether the shopper's frequency cap still remembers a recent message (within the cap).
+
+        Then the tombstone keeps its profile: were it the profile's last cart, unlinking would forget
+        the profile and its cap, and the shopper's next cart could be messaged within the cap.
+        """
+        cap_s = actor.store.flow.frequency_cap_s
+        if cap_s <= 0 or actor.run == 0 or actor.profile is None:
+            return False
+        profile = actor.store.profiles.get(actor.profile)
+        return profile is not None and bool(profile.caps) and any(
+            now < last[0] + cap_s for last in profile.caps.values())  # type: ignore[union-attr]
 
     def _drop(self, actor: CartActor) -> None:
         carts = self._carts.get(actor.store.id)

@@ -109,14 +109,15 @@ def test_cleared_cart_is_forgotten() -> None:
     sim.apply({"type": "cart.cleared", "store": "demo", "cart": "c1"}, T0 + MIN)
     assert reg.cart("demo", "c1") is None and len(reg) == 0 and reg.profile("demo", "p1") is None
     assert sim.pending() == 0
-    # cleared during a run: a contentless tombstone keeps the run counter, without the profile
+    # cleared during a run: a contentless tombstone keeps the run counter; and its profile, since the
+    # shopper's frequency cap holds for 12 h after the email (forgetting it would lift the cap)
     sim.apply(cart_event(prof=profile()))
     sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
     sim.advance(sim.now + 2 * HOUR)
     sim.apply({"type": "cart.cleared", "store": "demo", "cart": "c1"})
     tomb = reg.cart("demo", "c1")
-    assert tomb is not None and tomb.state is CartState.CLEARED and tomb.profile is None and tomb.run == 1
-    assert tomb.describe()["items"] == [] and reg.profile("demo", "p1") is None
+    assert tomb is not None and tomb.state is CartState.CLEARED and tomb.profile == "p1" and tomb.run == 1
+    assert tomb.describe()["items"] == [] and reg.profile("demo", "p1") is not None
     # the same cart id comes back: run 2, fresh keys
     sim.apply(cart_event(prof=profile()))
     sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
