@@ -131,6 +131,10 @@ class Engine:
             max_batch=settings.max_batch, barrier=self.journal.barrier if self.journaling else None,
         )
         self.ingest = IngestServer(self.handler, self.stats, max_frame_bytes=settings.max_frame_bytes)
+        if hasattr(self.dispatcher, "on_pressure"):
+            # Back-pressure (DESIGN.md "Wire protocol"): when the channels' queues are full and sends
+            # overflow, ingest stops reading sockets until they have room again, rather than buffer.
+            self.dispatcher.on_pressure = self._on_send_pressure
         if not isinstance(self.clock, ManualClock):  # a manual clock's timers fire only on `clock advance`
             self.ingest.between_slices = self._fire_between_slices
         self.ops: OpsEndpoints | None = None
@@ -138,6 +142,12 @@ class Engine:
         self.restoring = False
         self.restore_report: RestoreReport | None = None
         self._stopped = asyncio.Event()
+
+    def _on_send_pressure(self, behind: bool) -> None:
+        if behind:
+            self.ingest.pause_all()
+        else:
+            self.ingest.resume_all()
 
     def _fire_between_slices(self) -> None:
         """Fire what is due between two slices of a busy connection's frames (fairness)."""

@@ -16,6 +16,7 @@ the engine's notion of "now".
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -180,15 +181,21 @@ class ManualClock(_Wakeable):
 
 
 def parse_time(text: str | float | int) -> float:
-    """Unix seconds from a number or an ISO 8601 string ("2026-03-06T10:00:00Z"); naive means UTC."""
+    """Unix seconds from a number or an ISO 8601 string ("2026-03-06T10:00:00Z"); naive means UTC.
+
+    Raises:
+        ValueError: neither, or a number that is not finite (``nan``, ``inf``: no clock can be set there).
+    """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
+        return _finite(float(text), text)
     if not isinstance(text, str):
         raise ValueError(f"expected unix seconds or an ISO 8601 time, got {text!r}")
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         pass
+    else:
+        return _finite(number, text)
     try:
         dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -198,6 +205,12 @@ def parse_time(text: str | float | int) -> float:
 
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()
+
+
+def _finite(value: float, given: object) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"expected unix seconds or an ISO 8601 time, got {given!r} (not a finite number)")
+    return value
 
 
 def clock_from_spec(spec: str, start: float | None = None) -> RealClock | ScaledClock | ManualClock:

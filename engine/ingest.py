@@ -48,6 +48,10 @@ _Invalid = (msgspec.MsgspecError, RecursionError)
 _NOT_MSGPACK = (msgpack.UnpackValueError, msgpack.FormatError, msgpack.StackError, ValueError, TypeError)
 
 
+class _FrameTooLarge(Exception):
+    """A frame (complete, or still arriving) is over ``max_frame_bytes``: error reply, connection closed."""
+
+
 class NotMsgpack(ValueError):
     """A frame's bytes are not msgpack: the connection gets an error reply and is closed.
 
@@ -221,8 +225,11 @@ class IngestProtocol(asyncio.Protocol):
         self.server = server
         self.handler = server.handler
         limits = server.max_frame_bytes
+        # The frame limit is checked on each frame's bytes as it is cut (_process); the unpacker's own
+        # bound only caps what one connection may buffer: a frame in progress plus a read or two (uvloop
+        # reads up to 256 KiB at a time, and valid frames may share a read with an oversize one).
         self.unpacker = msgpack.Unpacker(
-            raw=False, strict_map_key=False, max_buffer_size=limits + (1 << 16),
+            raw=False, strict_map_key=False, max_buffer_size=limits + (1 << 20),
             max_bin_len=limits, max_str_len=limits, max_array_len=max(server.handler.max_batch, 1024),
             max_map_len=1 << 16, max_ext_len=limits,
         )
@@ -271,10 +278,21 @@ class IngestProtocol(asyncio.Protocol):
         try:
             self.unpacker.feed(data)
         except msgpack.BufferFull:
-            self._fail(f"frame: larger than {self.server.max_frame_bytes} bytes")
-            return
+            self._process()  # the complete frames buffered so far get their replies first
+            if self.closed:
+                return
+            try:
+                self.unpacker.feed(data)
+            except msgpack.BufferFull:
+                self.seq += 1  # the frame in progress gets the error reply
+                self._fail(self._too_large)
+                return
         self.buffer += data
         self._process()
+
+    @property
+    def _too_large(self) -> str:
+        return f"frame: larger than {self.server.max_frame_bytes} bytes"
 
     def _process(self) -> None:
         """Handle buffered frames within the turn's ingest slice (:meth:`IngestServer.open_slice`).
@@ -299,16 +317,23 @@ class IngestProtocol(asyncio.Protocol):
             budget = 0  # this turn's slice is spent: wait for the next turn
         spent_before = budget <= 0  # then another connection spent it (and fired the timers)
         start = self.offset  # where the next frame starts (``tell`` is not that after an incomplete skip)
+        limit = server.max_frame_bytes
         try:
             while budget > 0:
                 try:
                     unpacker.skip()  # finds where the frame ends without building it (C)
                 except msgpack.OutOfData:
+                    if self.offset + len(buf) - start > limit:  # the frame in progress is already too large
+                        self.seq += 1
+                        raise _FrameTooLarge from None
                     break
                 except _NOT_MSGPACK as exc:
                     self.seq += 1  # the frame that could not be cut gets the error reply
                     raise NotMsgpack(str(exc)) from exc
                 end = unpacker.tell()
+                if end - start > limit:
+                    self.seq += 1
+                    raise _FrameTooLarge
                 frame = buf[start - self.offset:end - self.offset]
                 start = end
                 self.seq += 1
@@ -332,6 +357,10 @@ class IngestProtocol(asyncio.Protocol):
         except NotMsgpack as exc:
             self._write_replies(out)
             self._fail(f"invalid msgpack: {exc}"[:200])
+            return
+        except _FrameTooLarge:
+            self._write_replies(out)
+            self._fail(self._too_large)
             return
         finally:
             used = start - self.offset
@@ -456,6 +485,7 @@ class IngestServer:
         self.tasks: set[asyncio.Task[None]] = set()
         self.servers: list[asyncio.AbstractServer] = []
         self.paused = False
+        self.stopping = False  #: a graceful stop began: reading never resumes
         #: called when a connection has used its per-turn budget (the engine fires due timers here)
         self.between_slices: Callable[[], Any] | None = None
         #: this turn's ingest slice: its deadline (``perf_counter`` seconds; 0.0: none open) and the
@@ -505,7 +535,8 @@ class IngestServer:
                     conn.transport.pause_reading()
 
     def resume_all(self) -> None:
-        if self.paused:
+        """Read from every client again (unless the engine is stopping)."""
+        if self.paused and not self.stopping:
             self.paused = False
             for conn in self.connections:
                 if conn.transport is not None and not conn.write_paused and not conn.closed and not conn.over_budget:
@@ -514,6 +545,7 @@ class IngestServer:
     async def stop_accepting(self) -> None:
         """No new connections, and no more frames read from open ones (a graceful stop's first step:
         every event answered as accepted before this point is in the final snapshot)."""
+        self.stopping = True
         self.pause_all()
         for server in self.servers:
             server.close()

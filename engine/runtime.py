@@ -319,8 +319,8 @@ class Runtime:
         clock = self.clock
         if not isinstance(clock, ManualClock):
             raise ValueError(f"clock advance needs the manual clock; this engine runs a {clock.kind} clock")
-        if seconds < 0:
-            raise ValueError("clock advance: the duration must not be negative")
+        if not seconds >= 0 or seconds == math.inf:  # NaN fails ">= 0"
+            raise ValueError(f"clock advance: the duration must be a finite number of seconds >= 0, got {seconds!r}")
         target = clock.now() + seconds
         fired = 0
         # Step from event to event so that every actor sees the time its timer was due at.

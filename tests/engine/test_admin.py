@@ -205,6 +205,21 @@ async def test_clock_reports_and_set_moves_to_a_time(ops_engine: Engine) -> None
         await admin.close()
 
 
+async def test_clock_set_to_a_number_that_is_not_finite_is_refused_and_changes_nothing(ops_engine: Engine) -> None:
+    admin = await Admin.unix(ops_engine)
+    ingest = await Ingest.open(ops_engine)
+    try:
+        for bad in ("nan", "inf", "-inf", "NaN"):
+            reply = await admin(f"clock set {bad}")
+            assert reply["ok"] is False and "not a finite number" in reply["error"], reply
+        assert await admin("clock") == {"ok": True, "now": START, "kind": "manual"}
+        assert (await ingest.frame(cart_event("c1")))["accepted"] == 1
+        assert (await admin("clock advance 1h"))["now"] == START + HOUR
+    finally:
+        await ingest.close()
+        await admin.close()
+
+
 async def test_clock_moves_are_refused_on_a_real_clock(tmp_path: Path) -> None:
     config = parse_config({"engine": {
         "ingest_tcp": "127.0.0.1:0", "ingest_unix": "", "admin_unix": str(tmp_path / "admin.sock"),

@@ -78,7 +78,26 @@ async def test_frame_too_large_is_refused_with_an_error(tmp_path) -> None:  # ty
         client.send_raw(msgpack.packb({"type": "cart.updated", "store": "shop1", "pad": "x" * 100_000}))
         await client.writer.drain()
         reply = await client.reply()
-        assert "larger than 4096 bytes" in reply["error"]
+        assert reply == {"seq": 1, "error": "frame: larger than 4096 bytes"}
+        await client.close()
+
+        # A valid frame in the same write as an oversize one is answered and applied; the error reply
+        # carries the oversize frame's own seq; a frame over the limit by less than a read is refused too.
+        for pad in (100_000, 5_000):
+            client = await Client.tcp(eng)
+            assert (await client.frame(cart_event("c0")))["seq"] == 1
+            big = {"type": "cart.updated", "store": "shop1", "cart": "c2", "pad": "x" * pad}
+            client.send_raw(msgpack.packb(cart_event(f"c1-{pad}")) + msgpack.packb(big))
+            await client.writer.drain()
+            assert await client.reply() == {"seq": 2, "accepted": 1, "rejected": []}
+            assert await client.reply() == {"seq": 3, "error": "frame: larger than 4096 bytes"}
+            assert eng.registry.cart("shop1", f"c1-{pad}") is not None and eng.registry.cart("shop1", "c2") is None
+            await client.close()
+
+        # a batch of 100 events (about 20 KB) is over 4096 bytes as a whole, however small each event is
+        client = await Client.tcp(eng)
+        reply = await client.frame([cart_event(f"b{i}") for i in range(100)])
+        assert reply == {"seq": 1, "error": "frame: larger than 4096 bytes"}
         await client.close()
     finally:
         await eng.stop()
@@ -267,3 +286,41 @@ async def test_long_lived_objects_are_frozen_on_a_manual_clock_too(tmp_path, mon
     finally:
         if eng.runtime._freezer is not None:
             await eng.stop()
+
+
+async def test_ingest_stops_reading_while_sends_overflow_the_channels_queues(engine: Engine) -> None:
+    """DESIGN.md "Wire protocol": when the engine falls behind, the server stops reading sockets. A
+    paused email channel holds 10 000 messages; the sends beyond overflow, and ingest pauses until the
+    channel takes them again."""
+    from tests.engine.conftest import START
+
+    client = await Client.tcp(engine)
+    try:
+        n = 10_500
+        for start in range(0, n, 1500):
+            batch: list[dict[str, object]] = []
+            for i in range(start, min(n, start + 1500)):
+                batch.append(cart_event(f"c{i}", profile=f"p{i}"))
+                batch.append({"type": "session.ended", "store": "shop1", "cart": f"c{i}"})
+            assert (await client.frame(batch))["accepted"] == len(batch)
+        engine.pause_channel("email", True)
+        clock = engine.runtime.clock
+        clock.set(START + 3600 + 1)  # every cart's first step: 10 500 emails for a queue of 10 000
+        assert engine.runtime.fire_due(clock.now(), limit=1 << 30) >= n
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if engine.dispatcher.overflow:
+                break
+        assert engine.dispatcher.overflow and engine.ingest.paused
+        client.send(cart_event("more", profile="pm"))
+        try:
+            reply = await client.reply(timeout=0.5)
+        except asyncio.TimeoutError:
+            reply = None
+        assert reply is None  # not read while the sends overflow
+        engine.pause_channel("email", False)  # the queue drains; the overflow moves in; reading resumes
+        reply = await client.reply(timeout=30)
+        assert reply["accepted"] == 1 and not engine.dispatcher.overflow and not engine.ingest.paused
+    finally:
+        engine.pause_channel("email", False)
+        await client.close()
