@@ -2,7 +2,8 @@
 
 The events of FILE (as ``cartwheel send`` reads them) go through a fresh engine core on a manual clock
 with no network and no store: validation, actors, the timing wheel. Events are applied in ``ts`` order
-(an event without ``ts`` happens one second after the previous one); before each, the clock moves to its
+(an event without ``ts`` happens one second after the previous one; the first one at ``engine.clock_start``
+of the config, else at the real time the preview starts, as the manual clock does); before each, the clock moves to its
 time and every timer due on the way fires, in order. After the last event the clock runs on for
 ``--horizon`` (default: long enough for the longest configured flow to finish). Every message the
 flows would send is reported as ``sent`` at its virtual time, with the reason of every skip, postponement
@@ -39,11 +40,12 @@ async def simulate(config: Config, path: Path, *, horizon_s: float | None = None
     raw = list(read_events(path, problems))
     validator = Validator(config.engine)
     events: list[tuple[float, int, dict[str, Any]]] = []
+    start = ManualClock(config.engine.clock_start).now()  # what an event without ts is received at
     last_ts: float | None = None
     for order, (where, event) in enumerate(raw):
-        if isinstance(event, dict) and event.get("ts") is None and last_ts is not None:
-            event["ts"] = last_ts + 1.0
-        reason = validator.validate(event, last_ts or 0.0)
+        if isinstance(event, dict) and event.get("ts") is None:
+            event["ts"] = start if last_ts is None else last_ts + 1.0
+        reason = validator.validate(event, start if last_ts is None else last_ts)
         if reason is not None:
             problems.append(f"{where}: rejected: {reason}")
             continue
@@ -88,7 +90,8 @@ def format_table(records: list[dict[str, Any]], origin: float) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def run_simulate(config: Config, path: Path, *, horizon_s: float | None = None, out: Any = sys.stdout) -> int:
+def run_simulate(config: Config, path: Path, *, horizon_s: float | None = None, out: Any = None) -> int:
+    out = sys.stdout if out is None else out  # (not a default: sys.stdout may be replaced)
     records, problems = asyncio.run(simulate(config, path, horizon_s=horizon_s))
     for p in problems:
         print(p, file=sys.stderr)

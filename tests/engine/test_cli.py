@@ -92,3 +92,21 @@ def test_run_check_reports_every_bad_key(tmp_path: Path, capsys) -> None:  # typ
     good = tmp_path / "good.toml"
     good.write_text('[stores.demo]\nname = "Demo"\n')
     assert main(["run", "--config", str(good), "--check"]) == 0
+
+
+def test_simulate_places_events_without_ts_at_the_configured_clock_start(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """An event without ``ts`` is received when the preview's manual clock starts: ``clock_start``, not 1970."""
+    import json
+
+    from engine.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[engine]\nclock = "manual"\nclock_start = "2026-03-06T10:00:00Z"\n')
+    events = tmp_path / "e.jsonl"
+    event = {"type": "cart.updated", "store": "shop1", "cart": "c1", "value": 30.0, "currency": "EUR",
+             "checkout_url": "https://shop.test/c/c1", "items": [{"sku": "A", "qty": 1, "price": 30.0}],
+             "profile": {"id": "p1", "email": "a@example.test", "consent": {"email": True}}}
+    events.write_text(json.dumps(event) + "\n")
+    assert main(["simulate", str(events), "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "1970" not in out and "Fri 2026-03-06 11:30" in out, out
