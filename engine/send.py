@@ -21,14 +21,34 @@ import msgpack
 __all__ = ["read_events", "send_file"]
 
 
+_BOM = b"\xef\xbb\xbf"
+_JSON_SUFFIXES = {".jsonl", ".json", ".ndjson"}
+_MSGPACK_SUFFIXES = {".msgpack", ".mpk", ".mp"}
+
+
+def _is_json_lines(path: Path, head: bytes) -> bool:
+    """The file's format: its suffix says, else its first byte. msgpack events start with a map or an
+    array (bytes 0x80-0x9f, 0xdc-0xdf), JSON lines with text: so a file whose first line is not valid
+    JSON is still read as JSON lines, and that line is reported by number (not read as msgpack)."""
+    suffix = path.suffix.lower()
+    if suffix in _JSON_SUFFIXES:
+        return True
+    if suffix in _MSGPACK_SUFFIXES:
+        return False
+    head = head[len(_BOM):] if head.startswith(_BOM) else head
+    return not head or head[0] in b"\t\n\r" or 0x20 <= head[0] < 0x7F
+
+
 def read_events(path: Path, problems: list[str]) -> Iterator[tuple[str, Any]]:
     """Yield ``(where, event)`` from a JSON-lines or msgpack file; bad lines go to ``problems``."""
     with open(path, "rb") as f:
-        head = f.read(1)
+        head = f.read(4)
         f.seek(0)
-        if head in (b"{", b"[", b"#", b"\n", b" ", b"\r", b""):
+        if _is_json_lines(path, head):
             for number, raw in enumerate(f, 1):
                 line = raw.strip()
+                if number == 1 and line.startswith(_BOM):
+                    line = line[len(_BOM):].strip()
                 if not line or line.startswith(b"#"):
                     continue
                 try:
@@ -59,8 +79,9 @@ async def _connect(tcp: tuple[str, int] | None, unix: str | None) -> tuple[async
 
 
 async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None, batch: int = 100,
-                    progress: bool = True, out: Any = sys.stderr) -> dict[str, Any]:
+                    progress: bool = True, out: Any = None) -> dict[str, Any]:
     """Send every event of ``path``; returns the summary (also printed by the CLI)."""
+    out = sys.stderr if out is None else out  # (not a default: sys.stderr may be replaced)
     problems: list[str] = []
     reader, writer = await _connect(tcp, unix)
     frames: dict[int, list[str]] = {}

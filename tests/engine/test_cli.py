@@ -57,6 +57,29 @@ async def test_send_streams_a_file_to_a_running_engine(engine: Engine, tmp_path:
     assert len(engine.registry) == 250
 
 
+def test_read_events_names_a_bad_first_json_line_and_reads_the_rest(tmp_path: Path) -> None:
+    """The format comes from the suffix, else from the first byte: a file whose first line is not JSON
+    is still JSON lines (it was read as msgpack: hundreds of bogus integer "events", line 1 never named)."""
+    from engine.send import read_events
+
+    lines = [json.dumps(dict(CART, cart=f"j{i}")) for i in range(2)]
+    for name, text in (("events.jsonl", "oops, not json\n"), ("events.txt", "oops, not json\n"),
+                       ("events", "\ufeff\toops\n")):
+        path = tmp_path / name
+        path.write_text(text + "\n".join(lines) + "\n", encoding="utf-8")
+        problems: list[str] = []
+        got = list(read_events(path, problems))
+        assert [e["cart"] for _, e in got] == ["j0", "j1"], (name, got[:3])
+        assert len(problems) == 1 and problems[0].startswith(f"{path}:1: not valid JSON"), problems
+    bom = tmp_path / "bom.jsonl"
+    bom.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")  # a BOM before valid JSON
+    problems = []
+    assert [e["cart"] for _, e in read_events(bom, problems)] == ["j0", "j1"] and problems == []
+    packed = tmp_path / "events.bin"  # no telling suffix: msgpack by its first byte
+    packed.write_bytes(msgpack.packb([dict(CART, cart="m0")]) + msgpack.packb(dict(CART, cart="m1")))
+    assert [e["cart"] for _, e in read_events(packed, problems)] == ["m0", "m1"] and problems == []
+
+
 async def test_send_reports_an_engine_that_is_not_running(tmp_path: Path) -> None:
     events = tmp_path / "e.jsonl"
     events.write_text(json.dumps(CART) + "\n")
