@@ -597,21 +597,19 @@ def check_sections(config: Config) -> list[str]:
     builtin: dict[str, Any] = _optional("actors.flows", "BUILTIN_FLOWS") or {}
     flows = dict(builtin)
     for name, table in config.flows.items():
-        try:
-            flows[name] = parse_flow(name, table) if parse_flow is not None else None
-        except ValueError as exc:  # FlowConfigError is a ValueError
-            errors.extend(_messages(exc, f"flows.{name}"))
+        if parse_flow is None:
             flows[name] = None
+            continue
+        found = _every_problem(lambda t, name=name: parse_flow(name, t), table, f"flows.{name}")
+        errors.extend(found)
+        flows[name] = None if found else parse_flow(name, table)
     parse_store = _optional("actors.stores", "parse_store")
     if parse_store is not None:
         fallback = next(iter(builtin.values()), None)
         # Stand-ins for flows that failed above: their errors are already reported.
         known = {name: flow if flow is not None else fallback for name, flow in flows.items()}
         for name, table in config.stores.items():
-            try:
-                parse_store(name, table, known)
-            except ValueError as exc:  # StoreConfigError is a ValueError
-                errors.extend(_messages(exc, f"stores.{name}"))
+            errors.extend(_every_problem(lambda t, name=name: parse_store(name, t, known), table, f"stores.{name}"))
     errors.extend(_check_channels(config.channels))
     return errors
 
@@ -627,11 +625,40 @@ def _check_channels(tables: dict[str, dict[str, Any]]) -> list[str]:
             hint = _closest(name, list(usable))
             errors.append(f"channels.{name}: unknown channel{hint} (known: {', '.join(usable)})")
         elif build is not None:
-            try:
-                build(name, table)
-            except ValueError as exc:  # ChannelConfigError is a ValueError
-                errors.extend(_messages(exc, f"channels.{name}"))
+            errors.extend(_every_problem(lambda t, name=name: build(name, t), table, f"channels.{name}"))
     return errors
+
+
+def _every_problem(parse: Callable[[dict[str, Any]], Any], table: dict[str, Any], path: str) -> list[str]:
+    """Every problem of one table, though its owner's parser stops at the first: parse again without
+    each key reported, until it parses or reports nothing new. (A message about a key already reported
+    is the removal's doing, such as "required": not reported.) ``ValueError``s are the owners' errors."""
+    errors: list[str] = []
+    seen: set[str] = set()
+    table = dict(table)
+    while True:
+        try:
+            parse(table)
+            return errors
+        except ValueError as exc:  # FlowConfigError, StoreConfigError, ChannelConfigError
+            messages = _messages(exc, path)
+        keys = [_key_named(m, path) for m in messages]
+        if not messages or any(k is None or k in seen or k not in table for k in keys):
+            if not errors:  # (the first answer is reported whatever it says)
+                errors.extend(messages)
+            return errors
+        errors.extend(messages)
+        for key in keys:
+            seen.add(key)  # type: ignore[arg-type]
+            table.pop(key, None)  # type: ignore[arg-type]
+
+
+def _key_named(message: str, path: str) -> str | None:
+    """The table's own key a message is about: ``stores.demo.quiet_hours.start: ...`` -> ``quiet_hours``."""
+    prefix = path + "."
+    if not message.startswith(prefix):
+        return None
+    return re.split(r"[.:\[ ]", message[len(prefix):], maxsplit=1)[0] or None
 
 
 def _messages(exc: BaseException, path: str) -> list[str]:

@@ -339,6 +339,21 @@ def test_check_config_file_reports_and_returns_status(tmp_path: Path, capsys: py
     assert "engine.tick: expected" in out and "engine.clock: expected" in out
 
 
+def test_check_reports_every_bad_key_of_a_table_not_only_the_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The stores', flows' and channels' parsers stop at their first problem; --check reports them all."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[stores.demo]\nname = "Demo"\ntimezone = "Mars/Base"\ncredits = -5\n\n'
+                   '[channels.email]\nkind = "smtp"\nport = "abc"\nconcurrency = 0\n\n'
+                   '[flows.x]\nabandon_after = "zz"\nexpire_after = "2d"\nfrequency_cap = "often"\n'
+                   'steps = [{after = "1h", channels = ["email"]}]\n')
+    assert check_config_file(bad) == 2
+    out = capsys.readouterr().out
+    for key in ("stores.demo.timezone", "stores.demo.credits", "channels.email.port", "channels.email.concurrency",
+                "flows.x.abandon_after", "flows.x.frequency_cap"):
+        assert key in out, f"{key} not reported:\n{out}"
+    assert "6 configuration errors" in out and "required" not in out, out
+
+
 # ------------------------------------------------------------------------------------------- token
 
 
