@@ -12,7 +12,9 @@ Request: ``POST {base_url}/{api_version}/{phone_number_id}/messages`` with ``Aut
 The phone number id and token belong to the store (a store's own WhatsApp Business number):
 ``Message.extra["whatsapp"] = {"phone_number_id": ..., "token": ...}``, falling back to the
 channel's own ``phone_number_id``/``token`` keys (single-tenant set-ups). Template names per step
-come from the channel's ``templates`` table; body parameters are described in
+come from the channel's ``template`` table (DESIGN.md's name; ``templates`` is accepted too), keyed by
+step number (``"2" = "cart_reminder_2"``) or by the step's template (``reminder``, ``incentive``,
+``urgency``, ``final``): a step number wins; body parameters are described in
 :meth:`channels.render.Renderer.whatsapp`.
 
 Answers. Success is ``{"messages": [{"id": "wamid..."}]}``; an error is
@@ -66,7 +68,7 @@ class WhatsAppOptions:
 
     base_url: str = GRAPH_API_URL
     api_version: str = "v21.0"
-    #: recovery step template ("reminder") → approved WhatsApp template name
+    #: step number ("2") or recovery step template ("reminder") → approved WhatsApp template name
     templates: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
     #: language ("en") → WhatsApp language code ("en_US"); unlisted languages are sent as they are
     languages: Mapping[str, str] = field(default_factory=dict)
@@ -88,7 +90,7 @@ class WhatsAppOptions:
         return cls(
             base_url=base_url.rstrip("/"),
             api_version=api_version,
-            templates={**DEFAULT_TEMPLATES, **r.str_table("templates")},
+            templates={**DEFAULT_TEMPLATES, **r.str_table("templates"), **r.str_table("template")},
             languages=r.str_table("languages"),
             phone_number_id=phone_number_id,
             token=r.str("token", None, secret=True),
@@ -122,7 +124,8 @@ class WhatsAppSender(HttpChannel):
     def payload(self, message: Message) -> dict[str, Any]:
         """The JSON request body for ``message`` (raises :class:`RenderError`)."""
         rendered = self.renderer.whatsapp(message)
-        name = self.options.templates.get(message.template)
+        templates = self.options.templates
+        name = templates.get(str(message.step)) or templates.get(message.template)
         if not name:
             raise RenderError(f"no WhatsApp template configured for step template {message.template!r}")
         return {
