@@ -313,7 +313,12 @@ def _replay(loaded: Loaded, runtime: Any, ledger: Any, deduper: Deduper | None, 
             batch.events.extend(piece.events)
     items: list[tuple[int, int, int, Any]] = []
     for n, batch in enumerate(batches.values()):
-        batch.events.sort(key=lambda pair: pair[0])
+        events = batch.events
+        events.sort(key=lambda pair: pair[0])
+        if any(events[k][0] == events[k - 1][0] for k in range(1, len(events))):
+            # A piece stored twice: an append whose reply was lost was retried with later batches, and
+            # went into the store again inside a later group. Each event of a batch is replayed once.
+            batch.events = [e for k, e in enumerate(events) if k == 0 or e[0] != events[k - 1][0]]
         items.append((batch.lsn, 0, n, batch))
     items += [(e.done_lsn, 1, n, e) for n, e in enumerate(late)]
     heapq.heapify(items)

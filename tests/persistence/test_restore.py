@@ -329,3 +329,26 @@ async def test_event_ids_applied_while_a_cut_encodes_belong_to_the_next_cut(stor
     assert all(b.registry.cart("shop1", e["cart"]) is not None for e in late)
     reply = await feed(b, cart_event("c1", id="e1", value=99.0))  # an id that is in the cut stays a duplicate
     assert b.registry.cart("shop1", "c1").describe()["value"] == 30.0, reply  # type: ignore[union-attr]
+
+
+async def test_a_journal_piece_stored_twice_is_replayed_once(redis_server, tmp_path: Path, engines: list) -> None:  # type: ignore[no-untyped-def]
+    """An append whose reply was lost is retried together with later batches, so its records can be in
+    the stream twice (in their own entry and inside a later one): replay applies each event once."""
+    config = engine_config(tmp_path, redis_server.url, durability="journal")
+    a = await start_engine(engines, config, tmp_path)
+    await a.snapshotter.snapshot()
+    await feed(a, [cart_event(f"c{i}") for i in range(5)])
+    expected = states(a)
+    await crash(a)
+    copied = 0
+    for key in redis_server.command("KEYS", "cw:{p*}:journal"):
+        entries = redis_server.command("XRANGE", key, "-", "+")
+        for entry_id, fields in entries:
+            top = int(entry_id.split(b"-")[0])
+            flat = [x for kv in fields.items() for x in kv] if isinstance(fields, dict) else list(fields)
+            redis_server.command("XADD", key, f"{top + 1000}-0", *flat)  # the same records again, later
+            copied += 1
+    assert copied > 0
+    b = await start_engine(engines, config, tmp_path)
+    assert b.restore_report is not None and b.restore_report.journal_events == 5
+    assert states(b) == expected
