@@ -44,7 +44,7 @@ from typing import Any
 
 from actors.cart import TAG_IDLE, TAG_PURGE, TAG_STEP, CartActor
 from actors.effects import LOG, METRIC, SCHEDULE, LogRecord, Outcome, SendIntent
-from actors.flows import BUILTIN_FLOWS, Flow
+from actors.flows import BUILTIN_FLOWS, CHANNELS, Flow
 from actors.profiles import Profile
 from actors.states import FINAL_STATES, IN_RUN, CartState
 from actors.steps import send_allowed_at
@@ -201,7 +201,7 @@ class Registry:
                 self._profile_for(self.rules(store), ref, "", now if ts is None or ts > now else ts)
             return None
         elif etype == "message.opened" or etype == "message.clicked":
-            return self._engagement(etype, event.get("message"))
+            return self._engagement(etype, event.get("message"), store)
         else:
             actor = self.cart(store, event.get("cart", ""))
             if actor is None:
@@ -277,14 +277,21 @@ class Registry:
         if actor.profile is not None:
             self._link(actor, None)
 
-    def _engagement(self, etype: str, message: Any) -> list[Any] | None:
-        """``message.opened`` / ``message.clicked``: count per step and channel (the id is the key)."""
+    def _engagement(self, etype: str, message: Any, store: str) -> list[Any] | None:
+        """``message.opened`` / ``message.clicked``: count per step and channel (the id is the key).
+
+        The id comes from a client: only one shaped like an id this engine gives (``store:cart:run:step:
+        channel``, this store, a step of its flow, a channel a flow can use) is counted per step and
+        channel, so that made-up ids cannot add metric series and stats entries without bound.
+        """
         if not isinstance(message, str):
             return None
         parts = message.rsplit(":", 3)
         what = "opened" if etype == "message.opened" else "clicked"
         effects: list[Any] = [(METRIC, what, 1)]
-        if len(parts) == 4 and parts[2].isdigit():
+        if (len(parts) == 4 and parts[0].startswith(store + ":") and parts[1].isascii() and parts[1].isdigit()
+                and parts[2].isascii() and parts[2].isdigit() and parts[3] in CHANNELS
+                and 0 < int(parts[2]) <= len(self.rules(store).flow.steps)):
             effects.append((METRIC, f"{what}.step.{parts[2]}", 1))
             effects.append((METRIC, f"{what}.channel.{parts[3]}", 1))
         return effects

@@ -185,6 +185,12 @@ def test_engagement_metrics() -> None:
     clicked = reg.apply({"type": "message.clicked", "store": "demo", "message": "demo:c:1:2:push"}, T0)
     assert clicked is not None and [m[1] for m in clicked] == ["clicked", "clicked.step.2", "clicked.channel.push"]
     assert reg.apply({"type": "message.opened", "store": "demo", "message": 5}, T0) is None
+    # ids this engine never gives are counted, but not per step and channel: a client must not be able to
+    # add metric series (and stats entries) without bound
+    for made_up in ("x:y:1:1:chan7", "demo:c1:1:1:fax", "demo:c1:1:99:email", "demo:c1:1:\u0661:email",
+                    "other:c1:1:1:email", "demo:c1:1:0:email", "demo:c1:x:1:email", "demo:c1:1:1:email}\r"):
+        effects = reg.apply({"type": "message.opened", "store": "demo", "message": made_up}, T0)
+        assert effects == [(5, "opened", 1)], made_up
 
 
 def test_unknown_store_gets_default_rules() -> None:
