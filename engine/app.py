@@ -141,6 +141,8 @@ class Engine:
         self.started_at = monotonic()
         self.restoring = False
         self.restore_report: RestoreReport | None = None
+        #: why the final snapshot of :meth:`stop` failed (None: it did not, or no stop yet)
+        self.final_snapshot_error: str | None = None
         self._stopped = asyncio.Event()
 
     def _on_send_pressure(self, behind: bool) -> None:
@@ -248,6 +250,7 @@ class Engine:
         try:
             await self.snapshot()
         except StoreError as exc:
+            self.final_snapshot_error = str(exc)
             log.error("stop: final snapshot to %s failed: %s (the journal and the last snapshot stand)",
                       self.store.describe(), exc)
         await self.journal.close()

@@ -90,14 +90,21 @@ async def _run_engine(config_path: str | None) -> int:
 
     try:
         await engine.start()
-    except StoreError as exc:  # unreadable or foreign data: say which key, never a traceback loop
+    except (StoreError, OSError) as exc:  # unreadable or foreign data (names the key), an address in use, ...
         print(f"cartwheel: cannot start: {exc}", file=sys.stderr)
+        if engine.ops is not None:
+            await engine.ops.close()  # (the admin socket starts before ingest: leave no socket file behind)
         return 3
     print(f"cartwheel: running (ingest {engine.ingest.tcp_address or '-'} {engine.ingest.unix_path or ''}, "
           f"admin {engine.ops.admin_path if engine.ops else '-'}, store {engine.store.describe()}); Ctrl-C stops", flush=True)
     await stop.wait()
     print("cartwheel: stopping (draining, final snapshot)", flush=True)
     await engine.stop()
+    if engine.final_snapshot_error is not None:
+        print(f"cartwheel: stopped, but the final snapshot failed ({engine.final_snapshot_error}); what was "
+              "accepted since the last snapshot is only in the journal, if journaling, and is lost otherwise",
+              file=sys.stderr, flush=True)
+        return 4
     print(f"cartwheel: stopped; {len(engine.registry)} carts in the final snapshot", flush=True)
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import math
 import random
 import shutil
 import sys
@@ -239,7 +240,7 @@ def _summary(engine: Any, replies: Counter[str], real_s: float, shoppers: int) -
 
 def run_demo(*, shoppers: int = 3000, speed: float = 3600.0, hours: float = 54.0, seed: int = 7,
              directory: Path = Path("run/demo")) -> int:
-    if shoppers < 1 or speed <= 0 or hours <= 0:
-        print("cartwheel demo: --shoppers, --speed and --hours must be positive", file=sys.stderr)
+    if shoppers < 1 or not (0 < speed < math.inf) or not (0 < hours < math.inf):  # (NaN fails both)
+        print("cartwheel demo: --shoppers, --speed and --hours must be positive finite numbers", file=sys.stderr)
         return 2
     return asyncio.run(_demo(shoppers, speed, hours, seed, directory))

@@ -133,3 +133,9 @@ def test_simulate_places_events_without_ts_at_the_configured_clock_start(tmp_pat
     assert main(["simulate", str(events), "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "1970" not in out and "Fri 2026-03-06 11:30" in out, out
+
+
+def test_demo_refuses_speeds_and_hours_that_are_not_finite(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    for option, value in (("--speed", "nan"), ("--speed", "inf"), ("--hours", "nan"), ("--shoppers", "0")):
+        assert main(["demo", "--shoppers", "2", "--hours", "1", option, value, "--dir", str(tmp_path / "d")]) == 2, option
+        assert "must be positive finite numbers" in capsys.readouterr().err
