@@ -697,12 +697,36 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _bad_argument(args: argparse.Namespace) -> str | None:
+    """The first argument out of its range, said as the option and what it takes (None: all fine)."""
+    checks = [
+        ("--carts", args.carts >= 1, "at least 1"), ("--stores", args.stores >= 1, "at least 1"),
+        ("--batch", args.batch >= 1, "at least 1"), ("--connections", args.connections >= 1, "at least 1"),
+        ("--pool", args.pool >= 1, "at least 1"), ("--window", args.window >= 0, "0 or more"),
+        ("--count", args.count is None or args.count >= 1, "at least 1"),
+        ("--rate", 0 <= args.rate < math.inf, "a finite number >= 0 (0: as fast as possible)"),
+        ("--duration", 0 < args.duration < math.inf, "a finite number of seconds > 0"),
+        ("--reply-timeout", 0 < args.reply_timeout < math.inf, "a finite number of seconds > 0"),
+    ]
+    for name in ("abandon_rate", "return_rate", "optout_rate", "bad_fraction"):
+        value = getattr(args, name)
+        checks.append((f"--{name.replace('_', '-')}", 0 <= value <= 1, "a fraction within 0..1"))
+    for option, ok, expected in checks:
+        if not ok:
+            return f"{option}: expected {expected}"
+    return None
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``cartwheel loadgen`` with parsed arguments; returns the exit code (1 if any error)."""
     def say(line: str) -> None:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
+    problem = _bad_argument(args)
+    if problem is not None:
+        print(f"cartwheel loadgen: {problem}", file=sys.stderr)
+        return 2
     spec = ShopSpec(carts=args.carts, stores=args.stores, zipf_s=args.zipf, abandon_rate=args.abandon_rate,
                     return_rate=args.return_rate, optout_rate=args.optout_rate, bad_fraction=args.bad_fraction,
                     seed=args.seed)
@@ -730,11 +754,17 @@ def main(args: argparse.Namespace) -> int:
     say(f"loadgen: {len(pool):,} events in {len(frames):,} frames ready in {_perf() - t:.1f}s; mix {pool.mix}")
     import uvloop
 
-    summary = uvloop.run(run_load(
-        frames, counts, tcp=args.tcp, unix=args.unix, rate=args.rate, duration_s=args.duration, count=count,
-        connections=args.connections, window=args.window, reply_timeout_s=args.reply_timeout,
-        progress=None if args.quiet else say,
-    ))
+    try:
+        summary = uvloop.run(run_load(
+            frames, counts, tcp=args.tcp, unix=args.unix, rate=args.rate, duration_s=args.duration, count=count,
+            connections=args.connections, window=args.window, reply_timeout_s=args.reply_timeout,
+            progress=None if args.quiet else say,
+        ))
+    except OSError as exc:  # nothing listening there, refused, ...
+        target = args.unix or f"{args.tcp[0]}:{args.tcp[1]}"
+        print(f"cartwheel loadgen: cannot reach the engine at {target}: {exc.strerror or exc}; is `cartwheel run` "
+              "running?", file=sys.stderr)
+        return 1
     summary["pool"] = {"events": len(pool), "bytes_per_event": round(len(pool.data) / max(len(pool), 1), 1),
                        "mix": pool.mix, "spec": asdict(spec), "populate": args.populate}
     if args.json:

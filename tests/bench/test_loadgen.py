@@ -167,3 +167,18 @@ def test_open_loop_pacing_is_within_2_percent_over_5_s_at_20k_per_s(tmp_path: Pa
     # Smoothness: every whole second carries its share (an unpaced sender would put it all in the first).
     for k, n in enumerate(received["per_second"][:5]):
         assert abs(n - 20_000) <= 2_000, (k, received["per_second"])
+
+
+def test_loadgen_says_what_is_wrong_with_its_arguments_or_its_target(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "engine.cli", "loadgen", "--unix", str(tmp_path / "none.sock"), "--count", "10",
+            "--pool", "10", "--quiet"]
+    for extra, status, text in ((["--carts", "0"], 2, "--carts: expected at least 1"),
+                                (["--connections", "0"], 2, "--connections: expected at least 1"),
+                                (["--bad-fraction", "2"], 2, "--bad-fraction: expected a fraction within 0..1"),
+                                (["--rate", "nan"], 2, "--rate: expected a finite number"),
+                                ([], 1, "cannot reach the engine at")):
+        done = subprocess.run(base + extra, capture_output=True, text=True, timeout=60)
+        assert done.returncode == status and text in done.stderr and "Traceback" not in done.stderr, (extra, done.stderr)
