@@ -302,6 +302,7 @@ class AdminServer:
         self._token: bytes | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._sessions: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._closing = False  #: close() is under way: sessions end without an error
         self.served = 0  #: commands answered so far
         self.refused = 0  #: TCP connections refused for authentication
 
@@ -391,6 +392,11 @@ class AdminServer:
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # close() ends the sessions: end quietly (on 3.11 the stream protocol's done-callback asks a
+            # cancelled session task for its exception, and logs that CancelledError as an error)
+            if not self._closing:
+                raise
         finally:
             self._sessions.pop(task, None)
             writer.close()
@@ -401,6 +407,7 @@ class AdminServer:
 
     async def close(self) -> None:
         """Stop listening, end every session (a command under way is cancelled), remove the socket file."""
+        self._closing = True
         for server in self._servers:
             server.close()
         for server in self._servers:

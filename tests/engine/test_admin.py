@@ -495,3 +495,16 @@ async def test_a_second_engine_does_not_steal_a_live_socket(ops_engine: Engine, 
     admin = await Admin.unix(ops_engine)  # the first engine still answers on its socket
     assert (await admin("clock"))["ok"] is True
     await admin.close()
+
+
+async def test_stopping_with_an_admin_session_open_logs_no_error(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    engine = await start_engine(ops_config(tmp_path), tmp_path)
+    admin = await Admin.unix(engine)
+    assert (await admin("clock"))["ok"] is True
+    with caplog.at_level(logging.ERROR):
+        await engine.stop()
+        await asyncio.sleep(0.05)  # the stream protocol's done-callbacks run
+    await admin.close()
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
