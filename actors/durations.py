@@ -24,7 +24,7 @@ __all__ = ["parse_duration", "format_duration"]
 _UNIT_S: dict[str, float] = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _ORDER = ("d", "h", "m", "s", "ms")
 # "ms" must be tried before "m" and "s"; the lookahead keeps "1m5" from matching as "1m".
-_PART = re.compile(r"\s*(\d+(?:\.\d+)?)(ms|d|h|m|s)(?![a-z])\s*")
+_PART = re.compile(r"\s*(\d+(?:\.\d+)?)(ms|d|h|m|s)(?![a-z])\s*", re.ASCII)  # ASCII: "١h" is not an hour
 
 
 def _describe(value: object) -> str:

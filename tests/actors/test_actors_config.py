@@ -41,6 +41,7 @@ def test_parse_duration(text: object, seconds: float) -> None:
     (True, 'expected a duration like "90m", got True'),
     (None, 'expected a duration like "90m", got None'),
     (float("inf"), 'expected a duration like "90m", got inf'),
+    ("\u0661h", 'expected a duration like "90m", got "\u0661h"'),  # an Arabic-Indic digit is not a digit here
 ])
 def test_parse_duration_rejects(value: object, message: str) -> None:
     with pytest.raises(ValueError) as info:
