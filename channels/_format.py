@@ -100,6 +100,23 @@ def tracked_url(url: str, param: str, value: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept), parts.fragment))
 
 
+def ascii_url(url: str) -> str:
+    """``url`` as ASCII, for a mail header (``List-Unsubscribe``): an internationalised host in IDNA
+    (punycode), other non-ASCII characters percent-encoded as UTF-8. The same link; "" when it cannot
+    be written so (a host IDNA refuses)."""
+    if url.isascii():
+        return url
+    parts = urlsplit(url)
+    try:
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+    except UnicodeError:
+        return ""
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    keep = "/?#[]@!$&'()*+,;=:%~-._"
+    return urlunsplit((parts.scheme, netloc, quote(parts.path, safe=keep), quote(parts.query, safe=keep),
+                       quote(parts.fragment, safe=keep)))
+
+
 _SPACES = re.compile(r"\s+")
 
 

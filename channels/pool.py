@@ -56,7 +56,7 @@ from channels.breaker import BreakerState, CircuitBreaker
 from channels.mask import mask_contact, mask_text
 from channels.message import DeliveryResult, Message, Outcome, Throttle
 from channels.ratelimit import TokenBucket
-from channels.retry import RetryPolicy
+from channels.retry import MAX_RETRY_AFTER_S, RetryPolicy
 from channels.sender import Sender
 
 __all__ = ["Pool", "PoolClock", "PoolClosed", "PoolStatistics", "ResultCallback", "StillWanted", "default_burst"]
@@ -456,10 +456,11 @@ class Pool:
                 except Exception as exc:  # a broken check must not send what may be unwanted
                     log.exception("channel %s: still_wanted raised", self.name)
                     reason = f"still_wanted raised {type(exc).__name__}"
-                if type(reason) is float:  # not yet: it waits (still held) until then
+                if isinstance(reason, (int, float)) and not isinstance(reason, bool):  # not yet: held until then
+                    until = max(float(reason), now)
                     sched.on_dropped(entry, now)
-                    sched.defer(entry, max(reason, now))
-                    deadline = _min(deadline, max(reason, now))
+                    sched.defer(entry, until)
+                    deadline = _min(deadline, until)
                     continue
                 if reason is not None:
                     sched.on_dropped(entry, now)
@@ -530,7 +531,9 @@ class Pool:
         # Transient failure or uncertain outcome.
         self._breaker.record_failure(now)
         if result.throttled is Throttle.CHANNEL:
-            pause_s = result.retry_after_s if result.retry_after_s is not None else self._retry.delay_s(1, self._rng)
+            # (capped as a message's retry is: a provider asking for a day, or forever, is broken)
+            pause_s = (min(result.retry_after_s, MAX_RETRY_AFTER_S) if result.retry_after_s is not None
+                       else self._retry.delay_s(1, self._rng))
             self._hold_until = max(self._hold_until, now + pause_s)
         retry = outcome is Outcome.FAILED or self._resend_uncertain
         if retry and entry.attempts < self._retry.max_attempts:

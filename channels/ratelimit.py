@@ -16,9 +16,13 @@ late at 1 000/s finds 5 tokens, not 1, provided ``burst >= 5``.
 
 Floating point: refills are sums of products of float durations, so a bucket that should hold
 exactly one token may hold 0.9999999999; :data:`EPSILON` absorbs that so a wake-up computed from
-:meth:`TokenBucket.delay_s` always finds its token.
+:meth:`TokenBucket.delay_s` always finds its token. So does a few ulps of ``now``: unix seconds around
+1.7e9 are only exact to ~2.4e-7 s, which at 10 tokens/s is ~2.4e-6 tokens, more than EPSILON; a shortfall
+smaller than the clock can express would ask for a wake-up at the same instant, forever.
 """
 from __future__ import annotations
+
+import math
 
 __all__ = ["TokenBucket", "EPSILON"]
 
@@ -58,10 +62,14 @@ class TokenBucket:
         self._refill(now)
         return self._tokens
 
+    def _slack(self, now: float) -> float:
+        """Tokens that float rounding may leave short: EPSILON, or what a few ulps of ``now`` refill."""
+        return EPSILON + 4.0 * math.ulp(now) * self.rate_per_s
+
     def try_take(self, now: float, n: float = 1.0) -> bool:
         """Take ``n`` tokens if available at ``now``; return whether it did."""
         self._refill(now)
-        if self._tokens + EPSILON >= n:
+        if self._tokens + self._slack(now) >= n:
             self._tokens -= n
             return True
         return False
@@ -70,7 +78,7 @@ class TokenBucket:
         """Seconds from ``now`` until ``n`` tokens are available (0.0 when they already are)."""
         self._refill(now)
         missing = n - self._tokens
-        if missing <= EPSILON:
+        if missing <= self._slack(now):
             return 0.0
         return missing / self.rate_per_s
 

@@ -50,7 +50,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from channels import _mime, _templates
-from channels._format import format_money, language_of, one_line, safe_url, tracked_url
+from channels._format import ascii_url, format_money, language_of, one_line, safe_url, tracked_url
 from channels._substitute import substitute
 from channels.message import Message
 
@@ -169,7 +169,7 @@ class Renderer:
         rendered = self.email(message)
         address = str(message.extra.get("email_from") or from_addr)
         domain = address.rpartition("@")[2] or "cartwheel.invalid"
-        unsubscribe = [f"<{rendered.unsubscribe_url}>"]
+        unsubscribe = [f"<{ascii_url(rendered.unsubscribe_url)}>"]
         mailto = message.extra.get("unsubscribe_mailto")
         if isinstance(mailto, str) and "@" in mailto and not any(c in mailto for c in "<>\r\n "):
             unsubscribe.append(f"<mailto:{mailto}?subject=unsubscribe%20{_token(message.id)}>")

@@ -12,6 +12,8 @@ delay against the response's own ``Date`` header, so no local clock is read; a d
 """
 from __future__ import annotations
 
+import math
+
 import random
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -71,7 +73,7 @@ def parse_retry_after(value: str | None, date_header: str | None = None) -> floa
     except ValueError:
         pass
     else:
-        return max(0.0, seconds) if seconds == seconds else None  # NaN check
+        return max(0.0, seconds) if math.isfinite(seconds) else None  # "inf", "nan": unreadable
     if not date_header:
         return None
     try:

@@ -265,14 +265,13 @@ class SmtpSender:
     # -- sending --------------------------------------------------------------------------------
     async def send(self, message: Message) -> DeliveryResult:
         """One SMTP transaction for ``message``."""
+        if not message.to.isascii():
+            return DeliveryResult.permanent("recipient address is not ASCII (SMTPUTF8 is not used)")
         try:
             data = self.renderer.email_bytes(message, from_addr=self.options.from_addr)
-            message.to.encode("ascii")
         except RenderError as exc:
             return DeliveryResult.permanent(f"render: {exc}")
-        except UnicodeEncodeError:
-            return DeliveryResult.permanent("recipient address is not ASCII (SMTPUTF8 is not used)")
-        except ValueError as exc:  # header injection attempts and malformed addresses
+        except ValueError as exc:  # header injection attempts, malformed addresses, a header not ASCII
             return DeliveryResult.permanent(f"cannot build the email: {exc}")
         envelope_from = str(message.extra.get("email_from") or self.options.from_addr)
         result = DeliveryResult.transient("smtp: no attempt made")
@@ -280,7 +279,9 @@ class SmtpSender:
             try:
                 conn, fresh = await self._acquire()
             except aiosmtplib.SMTPAuthenticationError as exc:
-                return DeliveryResult.permanent(f"smtp auth failed: {exc.code} {exc.message}", provider_status=str(exc.code))
+                # 454 "temporary authentication failure" (RFC 4954) is worth trying again; 535 is not
+                verdict = DeliveryResult.transient if 400 <= exc.code < 500 else DeliveryResult.permanent
+                return verdict(f"smtp auth failed: {exc.code} {exc.message}", provider_status=str(exc.code))
             except aiosmtplib.SMTPResponseException as exc:
                 return DeliveryResult.transient(f"smtp connect: {exc.code} {exc.message}", provider_status=str(exc.code))
             except (aiosmtplib.SMTPException, OSError) as exc:

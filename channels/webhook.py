@@ -7,7 +7,9 @@ title/body for push, text for SMS, template parameters for WhatsApp) and always 
 
 Headers: ``X-Cartwheel-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes, keyed with the
 secret>``, ``X-Cartwheel-Message: <message id>`` and ``Idempotency-Key: <message key>`` — a receiver
-that dedupes on the key makes a resent uncertain delivery harmless.
+that dedupes on the key makes a resent uncertain delivery harmless. A cart id may hold any characters:
+in these two headers, characters other than printable ASCII are percent-encoded (UTF-8), so a header
+never carries a line break or a byte a server refuses; the body holds the id and key as they are.
 
 Verify on the receiving side with :func:`verify_signature` (constant-time comparison).
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from channels._config import TableReader
 from channels._http import HttpAnswer, HttpChannel, json_body
@@ -89,13 +92,20 @@ class WebhookSender(HttpChannel):
             content_type="application/json",
             headers={
                 SIGNATURE_HEADER: sign(body, self.options.secret),
-                "X-Cartwheel-Message": message.id,
-                "Idempotency-Key": message.key,
+                "X-Cartwheel-Message": header_safe(message.id),
+                "Idempotency-Key": header_safe(message.key),
             },
         )
         if isinstance(answer, DeliveryResult):
             return answer
         return classify_webhook(answer, message)
+
+
+def header_safe(value: str) -> str:
+    """``value`` for an HTTP header: as it is when printable ASCII, else with the rest percent-encoded."""
+    if value.isascii() and value.isprintable():
+        return value
+    return quote(value, safe="".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%"))
 
 
 def classify_webhook(answer: HttpAnswer, message: Message) -> DeliveryResult:

@@ -200,7 +200,7 @@ async def test_still_wanted_may_hold_a_message_back_until_a_time(clock, results,
     """A float from still_wanted: not yet (quiet hours), ask again then; the message keeps its place and
     the others go meanwhile."""
     sink = SinkSender()
-    opens_at = clock.now() + 3600.0
+    opens_at = int(clock.now()) + 3600  # a number of either kind (an int is a time too)
     asked: list[tuple[str, float]] = []
 
     def still_wanted(message: Message) -> str | float | None:
@@ -213,7 +213,7 @@ async def test_still_wanted_may_hold_a_message_back_until_a_time(clock, results,
     pool.offer(make_message(id="n", cart="c-now"))
     await pool.wait_idle()
     assert sink.ids() == ["n"] and pool.statistics().queued == 1 and results.ids() == ["n"]
-    clock.advance(3599.0)
+    clock.advance(opens_at - 1.0 - clock.now())
     await pool.wait_idle()
     assert sink.ids() == ["n"]
     clock.advance(1.0)
