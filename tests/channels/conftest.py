@@ -162,13 +162,13 @@ class RecordingHandler:
 class _BoundController(Controller):
     """Controller serving on a socket bound beforehand to port 0 (no port guessing, no races)."""
 
-    def __init__(self, handler: Any) -> None:
+    def __init__(self, handler: Any, **kwargs: Any) -> None:
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when proto says TCP
         # (with proto 0, Nagle + delayed ACKs add ~40 ms per SMTP connection).
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.bind(("127.0.0.1", 0))
         super().__init__(handler, hostname="127.0.0.1", port=self._sock.getsockname()[1],
-                         server_hostname="mx.test.local")  # no getfqdn() DNS lookup per connection
+                         server_hostname="mx.test.local", **kwargs)  # no getfqdn() DNS lookup per connection
 
     def _create_server(self) -> Any:
         return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
@@ -176,6 +176,23 @@ class _BoundController(Controller):
     def stop(self, no_assert: bool = False) -> None:
         super().stop(no_assert)
         self.loop.close()
+
+
+@pytest.fixture
+def start_smtp() -> Iterator[Any]:
+    """``start_smtp(handler, **controller_kwargs)``: a real SMTP server with that handler (its own
+    thread), stopped at teardown."""
+    started: list[_BoundController] = []
+
+    def start(handler: Any, **kwargs: Any) -> _BoundController:
+        controller = _BoundController(handler, **kwargs)
+        controller.start()
+        started.append(controller)
+        return controller
+
+    yield start
+    for controller in started:
+        controller.stop()
 
 
 @pytest.fixture

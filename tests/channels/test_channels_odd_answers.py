@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from channels import (
@@ -41,13 +39,19 @@ def sms_sender(api) -> SmsSender:
 
 
 # -- 1. channel-wide Retry-After is not capped ----------------------------------------------------
-async def test_channel_throttle_retry_after_is_capped(twilio_api, clock, results, make_message):
-    twilio_api.script(twilio_api.error(20429, status=429, retry_after="86400"))
+async def _throttled_once(twilio_api, clock, results, make_message, retry_after: str) -> Pool:  # type: ignore[no-untyped-def]
+    """A pool whose first SMS got a channel-wide 429 with ``Retry-After: retry_after``."""
+    twilio_api.script(twilio_api.error(20429, status=429, retry_after=retry_after))
     pool = Pool("sms", sms_sender(twilio_api), clock=clock, on_result=results, retry=NO_JITTER,
                 rng=random.Random(1))
     await pool.start()
     pool.offer(make_message(id="a", channel="sms", to="+34600111221"))
     await pool.wait_idle()
+    return pool
+
+
+async def test_channel_throttle_retry_after_is_capped(twilio_api, clock, results, make_message):
+    pool = await _throttled_once(twilio_api, clock, results, make_message, "86400")
     assert len(twilio_api.requests) == 1
     clock.advance(3601.0)  # MAX_RETRY_AFTER_S is 3600: "a provider asking for a day is broken"
     await pool.wait_idle()
@@ -58,12 +62,7 @@ async def test_channel_throttle_retry_after_is_capped(twilio_api, clock, results
 
 
 async def test_retry_after_inf_stalls_the_channel_forever(twilio_api, clock, results, make_message):
-    twilio_api.script(twilio_api.error(20429, status=429, retry_after="inf"))
-    pool = Pool("sms", sms_sender(twilio_api), clock=clock, on_result=results, retry=NO_JITTER,
-                rng=random.Random(1))
-    await pool.start()
-    pool.offer(make_message(id="a", channel="sms", to="+34600111221"))
-    await pool.wait_idle()
+    pool = await _throttled_once(twilio_api, clock, results, make_message, "inf")
     clock.advance(30 * 86400.0)  # a month later
     await pool.wait_idle()
     pool.offer(make_message(id="b", channel="sms", to="+34600111222"))
@@ -87,31 +86,10 @@ class _AuthHandler:
         return AuthResult(success=False, handled=False, message="454 4.7.0 Temporary authentication failure")
 
 
-class _PlainController(Controller):
-    def __init__(self, handler: Any, **kwargs: Any) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._sock.bind(("127.0.0.1", 0))
-        super().__init__(handler, hostname="127.0.0.1", port=self._sock.getsockname()[1],
-                         server_hostname="mx.test.local", **kwargs)
-
-    def _create_server(self) -> Any:
-        return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
-
-    def stop(self, no_assert: bool = False) -> None:
-        super().stop(no_assert)
-        self.loop.close()
-
-
 @pytest.fixture
-def auth_454_server():
+def auth_454_server(start_smtp):  # type: ignore[no-untyped-def]
     handler = _AuthHandler()
-    controller = _PlainController(handler, authenticator=handler.authenticator, auth_required=True,
-                                  auth_require_tls=False)
-    controller.start()
-    try:
-        yield controller
-    finally:
-        controller.stop()
+    return start_smtp(handler, authenticator=handler.authenticator, auth_required=True, auth_require_tls=False)
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
