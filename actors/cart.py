@@ -370,8 +370,8 @@ class CartActor:
         return effects
 
     def _clear(self, t: float) -> list[Any] | None:
-        if self.state is CLEARED:
-            return None
+        if self.state is CLEARED or self.state is CONVERTED or self.state is RECOVERED:
+            return None  # a shop clears a cart right after checkout: the purchase (and its record) stands
         effects: list[Any] = []
         self._drop_held(effects, "cancelled", "cart cleared", t)
         self.state = CLEARED

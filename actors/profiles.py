@@ -48,6 +48,8 @@ _REFS, _CONTACT0, _CONSENT, _INVALID, _CAPS = 0, 1, 6, 7, 8
 #: shopper's consent, and re-enabling a channel the shopper left since would be a message sent to someone
 #: who opted out. Kept in the one integer, the record and every stored snapshot keep their layout.
 _BITS, _AT_SHIFT = 0xFF, 8
+#: a map repeating the consents as they stand dates them again only this long (ms) after the last time
+_RESTATE_MS = 60_000
 # which contact field each channel uses, and which invalid bits a changed field clears
 _FIELD_OF = {"email": "email", "push": "push", "whatsapp": "phone", "sms": "phone"}
 _CLEARS = (1, 4 | 8, 2, 0, 0)  # email, phone (sms + whatsapp), push, locale, timezone
@@ -87,10 +89,14 @@ def _merge(record: list[Any], data: Mapping[str, Any], at: float | None = None) 
     token clears that contact's "invalid" mark; a consent set to false withdraws it. Hot path: a cart
     update usually repeats its shopper's unchanged map, so this runs on every such event.
 
-    ``at`` is the event's time (unix seconds): a consent change is applied only if the map is not
-    older than the latest change applied (see :data:`_BITS`); None applies it whatever its age. A
-    map that repeats the consents as they stand changes nothing and records no time (the hot path
-    writes nothing), so a late map is weighed against the latest *change*, not the latest mention.
+    ``at`` is the event's time (unix seconds); None applies the map whatever its age. The profile keeps
+    one time (see :data:`_BITS`): the latest statement about its consents that it took into account.
+    A map may always *withdraw* a consent, however old (wrongly withdrawing only loses a message); it
+    may *grant* one only if it is not older than that time (a late copy of an old map must not undo an
+    opt-out). A map that repeats a withdrawal dates the consents again, at most once a minute per
+    profile (:data:`_RESTATE_MS`): a late map is weighed against the latest opt-out *stated*, within that
+    minute, not only the latest change. A map that only repeats grants writes nothing (the hot path: a
+    cart update repeating its consenting shopper's map).
     """
     changed = False
     get = data.get
@@ -106,20 +112,34 @@ def _merge(record: list[Any], data: Mapping[str, Any], at: float | None = None) 
     consent = get("consent")
     if consent is not None and (type(consent) is dict or isinstance(consent, Mapping)):
         stored = record[_CONSENT]
-        bits = old = stored & _BITS
+        old = stored & _BITS
+        grant = withdraw = 0
         for channel, flag in consent.items():  # the channels given (bits are independent of order)
             bit = CONSENT_BITS.get(channel)
             if bit is not None:
-                bits = bits | bit if flag is True else bits & ~bit
-        if bits != old:
-            changed_at = stored >> _AT_SHIFT
-            if at is not None:
-                at_ms = max(0, int(at * 1000))
-                if at_ms < changed_at:
-                    return changed  # older than the consent it would change: not applied
-                changed_at = at_ms
-            record[_CONSENT] = bits | changed_at << _AT_SHIFT
-            changed = True
+                if flag is True:
+                    grant |= bit
+                else:
+                    withdraw |= bit
+        bits = (old | grant) & ~withdraw
+        if bits == old:  # the hot path: the map repeats the consents as they stand
+            if withdraw and at is not None:
+                at_ms = int(at * 1000)
+                if at_ms >= (stored >> _AT_SHIFT) + _RESTATE_MS:  # a repeated opt-out, dated again
+                    record[_CONSENT] = old | at_ms << _AT_SHIFT
+                    return True
+            return changed
+        stated_at = stored >> _AT_SHIFT
+        if at is not None:
+            at_ms = max(0, int(at * 1000))
+            if at_ms < stated_at:  # older than what the profile took into account: withdrawals only
+                bits = old & ~withdraw
+                if bits == old:
+                    return changed
+            else:
+                stated_at = at_ms
+        record[_CONSENT] = bits | stated_at << _AT_SHIFT
+        return True
     return changed
 
 

@@ -315,7 +315,7 @@ class Registry:
         if actor.state not in IN_RUN:
             return _CANCEL_REASON.get(actor.state, actor.state.value)
         if intent.channel == "webhook":
-            return None
+            return self._send_time(actor, intent, None, now)  # no consent or contact, but quiet hours
         if actor.profile != intent.profile or actor.profile is None:
             return "profile changed"
         profile = actor.store.profiles.get(actor.profile)

@@ -1,0 +1,86 @@
+"""Late events, opt-outs and purchases: cases found by property-based fuzzing of the send invariants
+(never after a purchase, never after an opt-out unless a newer event gave consent again, quiet hours
+for every channel), kept as plain, deterministic tests."""
+from __future__ import annotations
+
+from typing import Any
+
+from actorsim import DAY, MIN, Sim, at, cart_event, local, make_registry
+
+T0 = at("2024-05-15 10:00")
+
+
+def _pm(consent: dict[str, bool]) -> dict[str, Any]:
+    return {"id": "p1", "email": "ann@example.com", "consent": consent}
+
+
+def test_a_repeated_opt_out_is_dated_so_an_older_late_map_gives_no_consent() -> None:
+    """Opt-out at +10 min, repeated at +20 min (a cart update carrying the shopper's map), then a late
+    copy of a map from +15 min with email consent: the newest statement (+20 min) says no email."""
+    reg = make_registry({"demo": {}})
+    sim = Sim(reg, T0)
+    sim.apply(cart_event(prof=_pm({"email": True}), ts=T0), T0)
+    sim.apply({"type": "profile.updated", "store": "demo", "profile": {"id": "p1", "consent": {"email": False}},
+               "ts": T0 + 10 * MIN}, T0 + 10 * MIN)
+    sim.apply(cart_event(prof=_pm({"email": False}), ts=T0 + 20 * MIN), T0 + 20 * MIN)  # repeats the opt-out
+    sim.apply(cart_event(prof=_pm({"email": True}), ts=T0 + 15 * MIN), T0 + 21 * MIN)  # late, older than +20
+    sim.advance(T0 + 3 * DAY)
+    assert [s for s in sim.sent() if s[3] == "email"] == [], sim.sent()
+
+
+def test_a_first_map_saying_no_is_dated_so_an_older_late_map_gives_no_consent() -> None:
+    """The shopper's first map (+1 s) says email: false; a late map stamped +0.5 s says true."""
+    reg = make_registry({"demo": {}})
+    sim = Sim(reg, T0)
+    sim.apply(cart_event("a", prof=_pm({"email": False})), T0 + 1)
+    sim.apply(cart_event("a", prof=_pm({"email": True}), ts=T0 + 0.5), T0 + 2)
+    sim.advance(T0 + 3 * DAY)
+    assert [s for s in sim.sent() if s[3] == "email"] == [], sim.sent()
+
+
+def test_a_queued_webhook_waits_for_the_end_of_quiet_hours() -> None:
+    """A webhook message issued at 21:00 (outside the 22:00-08:00 quiet hours) waits in its channel's queue
+    until 23:00: every other channel is held back until 08:00; the webhook goes out at 23:00."""
+    flows = {"hook": {"abandon_after": "30m", "steps": [{"after": "1h", "channels": ["webhook", "email"]}]}}
+    reg = make_registry({"demo": {"flow": "hook", "quiet_hours": {"start": "22:00", "end": "08:00"}}}, flows)
+    start = at("2024-05-15 19:30")
+    sim = Sim(reg, start, auto_deliver=False)
+    sim.apply(cart_event(prof=_pm({"email": True})), start)
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"}, start + 1)
+    sim.advance(at("2024-05-15 20:31"))  # step 1 issued at 20:30: webhook + email queued
+    assert sorted(i.channel for i in sim.queue) == ["email", "webhook"]
+    sim.advance(at("2024-05-15 23:00"))
+    sim.flush()  # the channel queue drains inside the quiet hours
+    sim.advance(at("2024-05-16 08:00"))
+    sim.flush()
+    sends = {s.intent.channel: local(s.at) for s in sim.sends if s.outcome == "sent"}
+    assert sends == {"email": "2024-05-16 08:00", "webhook": "2024-05-16 08:00"}, sends
+
+
+def test_cart_cleared_after_the_order_keeps_the_purchase() -> None:
+    """Bought at +10 min (before any abandonment), then the shop clears the cart (+11 min): the bought cart's
+    tombstone is dropped, so a late update stamped +5 min (before the purchase) starts a flow."""
+    reg = make_registry({"demo": {}})
+    sim = Sim(reg, T0)
+    sim.apply(cart_event(prof=_pm({"email": True}), ts=T0), T0)
+    sim.apply({"type": "order.completed", "store": "demo", "cart": "c1", "order": "o1", "value": 64.0,
+               "ts": T0 + 10 * MIN}, T0 + 10 * MIN)
+    sim.apply({"type": "cart.cleared", "store": "demo", "cart": "c1", "ts": T0 + 11 * MIN}, T0 + 11 * MIN)
+    sim.apply(cart_event(prof=_pm({"email": True}), ts=T0 + 5 * MIN), T0 + 12 * MIN)  # late, before the order
+    sim.advance(T0 + 3 * DAY)
+    assert sim.sent() == [], sim.sent()
+
+
+def test_a_late_opt_out_of_one_channel_applies_after_a_newer_change_of_another() -> None:
+    """Push opt-out stamped +10 min arrives late (+20 min), after an email opt-out stamped +15 min: the push
+    opt-out is compared with the profile's one consent time (+15 min) and dropped; push messages go."""
+    reg = make_registry({"demo": {}})
+    sim = Sim(reg, T0)
+    prof = {"id": "p1", "email": "ann@example.com", "push": "tok-1", "consent": {"email": True, "push": True}}
+    sim.apply(cart_event(prof=prof, ts=T0), T0)
+    sim.apply({"type": "profile.updated", "store": "demo", "profile": {"id": "p1", "consent": {"email": False}},
+               "ts": T0 + 15 * MIN}, T0 + 15 * MIN)
+    sim.apply({"type": "profile.updated", "store": "demo", "profile": {"id": "p1", "consent": {"push": False}},
+               "ts": T0 + 10 * MIN}, T0 + 20 * MIN)  # late: nothing newer speaks about push
+    sim.advance(T0 + 3 * DAY)
+    assert sim.sent() == [], sim.sent()
