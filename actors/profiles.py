@@ -254,6 +254,16 @@ class Profile:
         before = self.caps.get(channel)
         self.caps[channel] = (at, cart) if before is None else (at, cart, before[0], before[1])
 
+    def record_sent(self, channel: str, cart: str, issued_at: float, sent_at: float) -> bool:
+        """The message :meth:`record_send` remembered went out at ``sent_at``: the cap counts from then (a
+        message that waited in a queue, for quiet hours or a paused channel, went out later than it was
+        issued). Only if it is still the last; True when the record changed."""
+        last = None if self.caps is None else self.caps.get(channel)
+        if last is None or last[0] != issued_at or last[1] != cart or sent_at <= issued_at:
+            return False
+        self.caps[channel] = (sent_at, cart, *last[2:])  # type: ignore[index]
+        return True
+
     def forget_send(self, channel: str, cart: str, at: float) -> bool:
         """Withdraw :meth:`record_send` for a message that never went out (only if it is still the last):
         the message issued before it, if any, is the last again (it may have gone out: a cancelled

@@ -355,12 +355,17 @@ class Registry:
 
         ``sent`` makes this the cart's last message for attribution (an *uncertain* one is not credited).
         ``cancelled`` gives back an email credit and the frequency-cap slot; ``failed`` gives back the cap slot.
+        A message sent later than it was issued moves the shopper's cap to when it went out.
         """
         actor = self.cart(intent.store, intent.cart)
         rules = self.stores.get(intent.store)
         if outcome == Outcome.SENT:
             if actor is not None:
                 self._touch(actor, intent, now)
+            if rules is not None and intent.profile is not None and now > intent.created_at:
+                profile = rules.profiles.get(intent.profile)  # (only a message that waited gets here)
+                if profile is not None and profile.record_sent(intent.channel, intent.cart, intent.created_at, now):
+                    rules.profiles.put(profile)
         elif (outcome == Outcome.CANCELLED or outcome == Outcome.FAILED or invalidate_contact) and rules is not None:
             if outcome == Outcome.CANCELLED and intent.channel == "email":
                 rules.refund_credit()

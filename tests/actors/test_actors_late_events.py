@@ -84,3 +84,29 @@ def test_a_late_opt_out_of_one_channel_applies_after_a_newer_change_of_another()
                "ts": T0 + 10 * MIN}, T0 + 20 * MIN)  # late: nothing newer speaks about push
     sim.advance(T0 + 3 * DAY)
     assert sim.sent() == [], sim.sent()
+
+
+def test_the_cap_counts_from_when_a_queued_message_went_out() -> None:
+    """A's email is issued at 21:00, waits in a paused channel queue past 22:00 and is held by the quiet
+    hours until 08:00, when it goes out. B's email (same shopper) is issued at 09:30 - 12.5 h after A's
+    was *issued* - and goes out at once: the shopper gets two emails for two carts 1.5 h apart."""
+    flows = {"one": {"abandon_after": "30m", "expire_after": "48h", "steps": [{"after": "1h", "channels": ["email"]}]}}
+    reg = make_registry({"demo": {"flow": "one", "quiet_hours": {"start": "22:00", "end": "08:00"}}}, flows)
+    start = at("2024-05-15 19:30")
+    sim = Sim(reg, start, auto_deliver=False)
+    sim.apply(cart_event("A", prof=_pm({"email": True})), start)
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "A"}, at("2024-05-15 20:00"))
+    sim.advance(at("2024-05-15 21:00"))  # A's email issued, queued (the channel is paused)
+    assert [i.cart for i in sim.queue] == ["A"]
+    sim.advance(at("2024-05-15 22:30"))
+    sim.flush()  # the channel resumes inside the quiet hours: A's email is held until 08:00
+    sim.advance(at("2024-05-16 08:00"))
+    sim.flush()  # ... and goes out at 08:00
+    sim.apply(cart_event("B", prof="p1"), at("2024-05-16 08:29"))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "B"}, at("2024-05-16 08:30"))
+    for minute in range(0, 24 * 60, 5):
+        sim.advance(at("2024-05-16 08:30") + minute * MIN)
+        sim.flush()
+    emails = [(local(s.at), s.intent.cart) for s in sim.sends if s.outcome == "sent"]
+    assert emails[0] == ("2024-05-16 08:00", "A"), emails
+    assert len(emails) == 2 and emails[1][0] >= "2024-05-16 20:00", emails  # B's at least 12 h after A's
