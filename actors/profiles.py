@@ -14,10 +14,12 @@ profile object plus its packed contact cost ~96 bytes more per profile than the 
 written back with :meth:`ProfileBook.put` when changed; it is never kept by a cart.
 
 Frequency cap: ``caps`` remembers, per channel, the last recovery message issued to this profile and for
-which cart (and the one before it, so that withdrawing the last one brings the earlier one back). A message for cart B is held back when the profile got one on the same channel for a
-*different* cart less than ``frequency_cap_s`` ago; a cart's own flow paces its own messages (the built-in
-flow's 1 h and 4 h emails are three hours apart by design). A cap entry is recorded when the intent is
-issued and withdrawn again if that intent is cancelled or fails before going out.
+which cart (and the one before it, so that withdrawing the last one brings the earlier one back). A
+message for cart B is held back when the profile got one on the same channel for a *different* cart less
+than ``frequency_cap_s`` ago; a cart's own flow paces its own messages (the built-in flow's 1 h and 4 h
+emails are three hours apart by design). A cap entry is recorded when the intent is issued, moved to
+the time it went out when it waited in a queue, and withdrawn again if that intent is cancelled or fails
+before going out.
 
 Defaults on purpose: a channel without an explicit ``consent`` of true is not used (no consent map, no
 messages), and the ``webhook`` channel needs neither consent nor contact (it notifies the store itself).
@@ -42,8 +44,9 @@ CONTACT_FIELDS = ("email", "phone", "push", "locale", "timezone")
 #: record positions: ``refs`` first, so that a restore reads it from the packed bytes without unpacking
 #: (:func:`record_refs`), then the contact fields from :data:`_CONTACT0`, then these
 _REFS, _CONTACT0, _CONSENT, _INVALID, _CAPS = 0, 1, 6, 7, 8
-#: the record's ``consent`` holds the channels' bits in its low byte and, above it, when the latest change
-#: of them was made: the event time in milliseconds (0: never stated). Events can arrive late (a queue
+#: the record's ``consent`` holds the channels' bits in its low byte and, above it, the time of the latest
+#: statement about them the profile took into account (see :func:`_merge`): event time in milliseconds
+#: (0: never stated). Events can arrive late (a queue
 #: backlog, a client resending): a profile map older than the change it would undo is no news about the
 #: shopper's consent, and re-enabling a channel the shopper left since would be a message sent to someone
 #: who opted out. Kept in the one integer, the record and every stored snapshot keep their layout.
@@ -151,7 +154,8 @@ class Profile:
         email, phone, push, locale, timezone: contact data (None when unknown; ``push`` is a token
             string or a web push subscription map).
         consent: bit set of channels the shopper consented to (:data:`CONSENT_BITS`).
-        consent_at: when the consents last changed: event time in milliseconds, 0 if never stated.
+        consent_at: the latest statement about the consents taken into account (:func:`_merge`): event
+            time in milliseconds, 0 if never stated.
         invalid: bit set of channels whose contact a delivery result marked unusable.
         refs: how many live carts point here; the book forgets a profile when the last one goes.
         caps: None, or ``{channel: (at_s, cart_id)}``: the last message issued per channel, or
@@ -284,7 +288,7 @@ class Profile:
     # ------------------------------------------------------------------ snapshots
     def to_state(self) -> list[Any]:
         """Plain, msgpack-able values: ``[id, email, phone, push, locale, timezone, consent, invalid, refs, caps]``
-        (``consent`` as the record holds it: the bits and the time of their latest change)."""
+        (``consent`` as the record holds it: the bits and ``consent_at``)."""
         r = self._record()
         return [self.id, *r[_CONTACT0:_CAPS], r[_REFS], r[_CAPS]]
 

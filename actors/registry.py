@@ -67,6 +67,13 @@ _CANCEL_REASON = {
 }
 
 
+def _event_time(event: Mapping[str, Any], now: float) -> float:
+    """An event's time at engine time ``now``: its ``ts``, never later than ``now`` (the clock's time
+    when it has none)."""
+    ts = event.get("ts")
+    return now if ts is None or ts > now else ts
+
+
 def redact(text: str) -> str:
     """Mask email addresses and phone-like digit runs in a provider's error text (it goes to the log)."""
     text = _EMAIL.sub("<email>", text)
@@ -140,8 +147,8 @@ class Registry:
 
         An id alone refers to a profile the engine knows (an unknown one is created empty: no contact, no
         consent, so nothing is sent until a ``profile.updated`` says more). ``at`` is the event's time: a
-        map older than the profile's latest consent change does not change consents (a late copy of an
-        old cart update must not undo an opt-out).
+        map older than what the profile took into account may withdraw a consent but not grant one (a late
+        copy of an old cart update must not undo an opt-out; see ``actors.profiles._merge``).
         """
         if isinstance(ref, str):
             return rules.profiles.upsert(ref, None) if ref else None
@@ -183,8 +190,7 @@ class Registry:
                 store = rules.id
                 if carts is None:
                     carts = self._carts[store] = {}
-                ts = event.get("ts")
-                actor = CartActor(rules, cart_id, None, now if ts is None or ts > now else ts)
+                actor = CartActor(rules, cart_id, None, _event_time(event, now))
                 carts[cart_id] = actor
                 self._size += 1
                 self._counts[CartState.ACTIVE] += 1
@@ -192,13 +198,11 @@ class Registry:
             # The common case costs one comparison: the cart already points at this profile id (so it is
             # in the book, which the cart's reference keeps it in).
             if ref is not None and (type(ref) is not str or ref != actor.profile):
-                ts = event.get("ts")
-                self._link(actor, self._profile_for(actor.store, ref, cart_id, now if ts is None or ts > now else ts))
+                self._link(actor, self._profile_for(actor.store, ref, cart_id, _event_time(event, now)))
         elif etype == "profile.updated":
             ref = event.get("profile")
             if isinstance(ref, Mapping) and isinstance(ref.get("id"), str):
-                ts = event.get("ts")
-                self._profile_for(self.rules(store), ref, "", now if ts is None or ts > now else ts)
+                self._profile_for(self.rules(store), ref, "", _event_time(event, now))
             return None
         elif etype == "message.opened" or etype == "message.clicked":
             return self._engagement(etype, event.get("message"), store)
@@ -218,16 +222,15 @@ class Registry:
         cart_id = event.get("cart")
         if not isinstance(cart_id, str) or not cart_id:
             return None
-        rules = self.rules(event["store"])
-        ts = event.get("ts")
-        actor, effects = CartActor.bought_unseen(rules, cart_id, now if ts is None or ts > now else ts)
-        carts = self._carts.get(rules.id)
-        if carts is None:
-            carts = self._carts[rules.id] = {}
-        carts[cart_id] = actor
-        self._size += 1
-        self._counts[CartState.CONVERTED] += 1
+        actor, effects = CartActor.bought_unseen(self.rules(event["store"]), cart_id, _event_time(event, now))
+        self._add(actor)
         return effects
+
+    def _add(self, actor: CartActor) -> None:
+        """Put a cart no other holds the id of in the registry, counted in its state."""
+        self._carts.setdefault(actor.store.id, {})[actor.cart] = actor
+        self._size += 1
+        self._counts[actor.state] += 1
 
     def fire(self, actor: CartActor, tag: int, now: float) -> list[Any] | None:
         """The wheel timer of ``actor`` fired at ``now``; ignored for an actor that is no longer live."""
@@ -420,14 +423,10 @@ class Registry:
         actor.profile = None
         if pid is not None and pid not in rules.profiles:
             rules.profiles.upsert(pid, None)
-        carts = self._carts.setdefault(rules.id, {})
-        old = carts.get(actor.cart)
+        old = self._carts.get(rules.id, {}).get(actor.cart)
         if old is not None:
             self._drop(old)
-            carts = self._carts.setdefault(rules.id, {})
-        carts[actor.cart] = actor
-        self._size += 1
-        self._counts[actor.state] += 1
+        self._add(actor)
         self._link(actor, pid)
         if actor.due is None:
             return None

@@ -136,21 +136,19 @@ def run_channel(
         if contact is None:
             return _skip(actor, step_no, channel, reason, now, effects)
     # 3. send window and quiet hours
-    window = store.windows[step.window] if step.window is not None else None
-    quiet = store.quiet_hours
-    if window is not None or quiet is not None:
+    at = send_allowed_at(store, step, profile, now)
+    if at is None:
+        return _skip(actor, step_no, channel, "the send window never falls outside the quiet hours", now, effects)
+    if at > now:
         tz = send_zone(store, step, profile)
-        at = next_send_time(now, tz, window, quiet)
-        if at is None:
-            return _skip(actor, step_no, channel, "the send window never falls outside the quiet hours", now, effects)
-        if at > now:
-            outside = window is not None and window.next_open(now, tz) > now
-            why = f"outside the {step.window} window" if outside else "quiet hours"
-            if at >= expire_at:
-                return _skip(actor, step_no, channel, f"{why}; the next send time is after the run ends", now, effects)
-            actor.hold(at, step_no, channel)
-            effects.append(log_record(actor, step_no, channel, Outcome.POSTPONED, f"{why} until {_local(at, tz)}", now))
-            return None
+        window = store.windows[step.window] if step.window is not None else None
+        outside = window is not None and window.next_open(now, tz) > now
+        why = f"outside the {step.window} window" if outside else "quiet hours"
+        if at >= expire_at:
+            return _skip(actor, step_no, channel, f"{why}; the next send time is after the run ends", now, effects)
+        actor.hold(at, step_no, channel)
+        effects.append(log_record(actor, step_no, channel, Outcome.POSTPONED, f"{why} until {_local(at, tz)}", now))
+        return None
     # 4. frequency cap across the shopper's carts
     if profile is not None:
         until = profile.cap_until(channel, actor.cart, now, flow.frequency_cap_s)

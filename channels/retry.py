@@ -13,7 +13,6 @@ delay against the response's own ``Date`` header, so no local clock is read; a d
 from __future__ import annotations
 
 import math
-
 import random
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime

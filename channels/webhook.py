@@ -101,11 +101,15 @@ class WebhookSender(HttpChannel):
         return classify_webhook(answer, message)
 
 
+#: what ``header_safe`` leaves as it is: printable ASCII but "%" (which starts an escape)
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
 def header_safe(value: str) -> str:
     """``value`` for an HTTP header: as it is when printable ASCII, else with the rest percent-encoded."""
     if value.isascii() and value.isprintable():
         return value
-    return quote(value, safe="".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%"))
+    return quote(value, safe=_HEADER_SAFE)
 
 
 def classify_webhook(answer: HttpAnswer, message: Message) -> DeliveryResult:

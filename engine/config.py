@@ -600,16 +600,15 @@ def check_sections(config: Config) -> list[str]:
         if parse_flow is None:
             flows[name] = None
             continue
-        found = _every_problem(lambda t, name=name: parse_flow(name, t), table, f"flows.{name}")
+        flows[name], found = _every_problem(lambda t, name=name: parse_flow(name, t), table, f"flows.{name}")
         errors.extend(found)
-        flows[name] = None if found else parse_flow(name, table)
     parse_store = _optional("actors.stores", "parse_store")
     if parse_store is not None:
         fallback = next(iter(builtin.values()), None)
         # Stand-ins for flows that failed above: their errors are already reported.
         known = {name: flow if flow is not None else fallback for name, flow in flows.items()}
         for name, table in config.stores.items():
-            errors.extend(_every_problem(lambda t, name=name: parse_store(name, t, known), table, f"stores.{name}"))
+            errors.extend(_every_problem(lambda t, name=name: parse_store(name, t, known), table, f"stores.{name}")[1])
     errors.extend(_check_channels(config.channels))
     return errors
 
@@ -625,28 +624,29 @@ def _check_channels(tables: dict[str, dict[str, Any]]) -> list[str]:
             hint = _closest(name, list(usable))
             errors.append(f"channels.{name}: unknown channel{hint} (known: {', '.join(usable)})")
         elif build is not None:
-            errors.extend(_every_problem(lambda t, name=name: build(name, t), table, f"channels.{name}"))
+            errors.extend(_every_problem(lambda t, name=name: build(name, t), table, f"channels.{name}")[1])
     return errors
 
 
-def _every_problem(parse: Callable[[dict[str, Any]], Any], table: dict[str, Any], path: str) -> list[str]:
-    """Every problem of one table, though its owner's parser stops at the first: parse again without
-    each key reported, until it parses or reports nothing new. (A message about a key already reported
-    is the removal's doing, such as "required": not reported.) ``ValueError``s are the owners' errors."""
+def _every_problem(parse: Callable[[dict[str, Any]], Any], table: dict[str, Any], path: str) -> tuple[Any, list[str]]:
+    """``(what parse built, [])`` for a valid table, else ``(None, every problem of it)``, though its
+    owner's parser stops at the first: parse again without each key reported, until it parses or reports
+    nothing new. (A message about a key already reported is the removal's doing, such as "required": not
+    reported.) ``ValueError``s are the owners' errors."""
     errors: list[str] = []
     seen: set[str] = set()
     table = dict(table)
     while True:
         try:
-            parse(table)
-            return errors
+            built = parse(table)
+            return (None if errors else built), errors
         except ValueError as exc:  # FlowConfigError, StoreConfigError, ChannelConfigError
             messages = _messages(exc, path)
         keys = [_key_named(m, path) for m in messages]
         if not messages or any(k is None or k in seen or k not in table for k in keys):
             if not errors:  # (the first answer is reported whatever it says)
                 errors.extend(messages)
-            return errors
+            return None, errors
         errors.extend(messages)
         for key in keys:
             seen.add(key)  # type: ignore[arg-type]
