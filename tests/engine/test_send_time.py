@@ -11,18 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.engine.conftest import START, engine_config, start_engine
+from tests.engine.conftest import START, cart_event, engine_config, start_engine
 
 HOUR = 3600.0
 # quiet from 12:00 to 08:00 UTC: START is 10:00 UTC, the first step (abandoned at 10:30, +1 h) is at 11:30
 QUIET = {"shop1": {"name": "Acme", "timezone": "UTC", "quiet_hours": {"start": "12:00", "end": "08:00"}}}
-
-
-def _cart(cart: str = "c1", profile_id: str = "p1") -> dict[str, Any]:
-    return {"type": "cart.updated", "store": "shop1", "cart": cart,
-            "profile": {"id": profile_id, "email": f"{profile_id}@example.test", "consent": {"email": True}},
-            "items": [{"sku": "A1", "name": "Lamp", "qty": 1, "price": 30.0}],
-            "value": 30.0, "currency": "EUR", "checkout_url": f"https://shop.test/c/{cart}"}
 
 
 def _emails(tmp_path: Path) -> list[dict[str, Any]]:
@@ -34,7 +27,7 @@ async def test_a_message_queued_past_the_start_of_quiet_hours_waits_for_their_en
     engine = await start_engine(engine_config(tmp_path, stores=QUIET), tmp_path)
     try:
         rt = engine.runtime
-        rt.apply_event(_cart(), rt.now())
+        rt.apply_event(cart_event(), rt.now())
         engine.pause_channel("email", True)
         await rt.advance_clock(1.5 * HOUR)  # 11:30: step 1 issued, queued in the paused channel
         assert engine.dispatcher.pools["email"].statistics().queued == 1
@@ -60,7 +53,7 @@ async def test_a_rate_limited_backlog_does_not_go_out_inside_quiet_hours(tmp_pat
     try:
         rt = engine.runtime
         for i in range(3):
-            rt.apply_event(_cart(f"c{i}", f"p{i}"), rt.now())
+            rt.apply_event(cart_event(f"c{i}", profile=f"p{i}"), rt.now())
         for _ in range(8):
             await rt.advance_clock(1800)
         sent = [(r.at - START) / HOUR for r in rt.msglog if r.channel == "email" and r.outcome == "sent"]

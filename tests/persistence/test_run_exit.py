@@ -11,15 +11,9 @@ from pathlib import Path
 import msgpack
 
 from tests.engine.conftest import cart_event
-from tests.persistence.conftest import RedisServer
+from tests.persistence.conftest import RedisServer, free_port
 
 EXE = str(Path(sys.executable).parent / "cartwheel")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _config(tmp_path: Path, port: int, store: str) -> Path:
@@ -44,7 +38,7 @@ def test_an_ingest_address_in_use_is_a_clear_error_and_leaves_no_socket(tmp_path
 
 def test_a_final_snapshot_that_fails_is_said_and_the_exit_status_is_not_zero(redis_server: RedisServer,
                                                                                tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([EXE, "run", "--config", str(_config(tmp_path, port, redis_server.url))], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
