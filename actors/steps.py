@@ -174,8 +174,11 @@ def run_channel(
     since = actor.since if actor.since is not None else now
     flags = actor.flags
     incentive = None
+    template = step.template
     if step.incentive and store.incentive is not None:
         incentive = store.incentive.for_cart(store.secret, store.id, actor.cart)
+    elif template == "incentive":  # a store without an offer: the texts must not promise one
+        template = "reminder"
     key = message_key(store.id, actor.cart, actor.run, step_no, channel)
     intent = SendIntent(
         key=key, message_id=key, store=store.id, cart=actor.cart, profile=None if profile is None else profile.id,
@@ -185,7 +188,7 @@ def run_channel(
             elapsed_s=now - since,
         ),
         contact=contact or "", locale=None if profile is None else profile.locale, items=msgpack.packb(items),
-        value=value, currency=currency, checkout_url=url, incentive=incentive, template=step.template, created_at=now,
+        value=value, currency=currency, checkout_url=url, incentive=incentive, template=template, created_at=now,
     )
     if profile is not None and channel != "webhook":
         profile.record_send(channel, actor.cart, now)

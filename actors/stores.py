@@ -18,11 +18,28 @@ Config keys (``[stores.NAME]``; every key optional)::
     secret           HMAC secret for discount codes (default: derived from the store id; set it!)
     whatsapp_delay   "90m", "2h" or "6h": replaces the ``after`` of the flow's WhatsApp steps
 
+What the store's messages say and where replies go (handed to the channels as ``Message.extra``;
+every key optional)::
+
+    locale             language when the shopper's is unknown, e.g. "es" (default "en")
+    email_from         the From address of its emails (default: the smtp channel's ``from``)
+    reply_to           a Reply-To address
+    email_header       a line of text above the email's headline
+    email_footer       replaces the footer line ("You are receiving this email because ...")
+    logo_url           an http(s) image URL shown at the top of the email
+    unsubscribe_url    the email's unsubscribe link and List-Unsubscribe target: an http(s) URL where
+                       "{message_id}" is replaced, else ``cw_mid=<message id>`` is added (default:
+                       "<checkout origin>/cartwheel/unsubscribe?cw_mid=<message id>", which the shop serves)
+    unsubscribe_mailto an address for mail-based List-Unsubscribe
+    sms_from           the store's own SMS sender: "+<E.164 number>" or an alphanumeric id of 1-11 characters
+    templates_dir      a directory of message template overrides (``channels/render.py`` names the files)
+
 Errors name the key: ``stores.demo.whatsapp_window.start: expected a local time like "09:00", got "9am"``.
 """
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -37,13 +54,29 @@ from actors.windows import Window, parse_window
 
 __all__ = ["StoreRules", "parse_store", "DEFAULT_WHATSAPP_WINDOW", "WHATSAPP_DELAYS_S"]
 
+_ADDRESS = re.compile(r"[^@\s<>\"(),;:\\\[\]]+@[^@\s<>\"(),;:\\\[\]]+\.[^@\s<>\"(),;:\\\[\]]+")
+_HTTP_URL = re.compile(r"https?://[^\s/?#]+[^\s]*", re.IGNORECASE)
+
 #: WhatsApp allowed Monday to Saturday, 09:00 to 21:00 store time, unless configured.
 DEFAULT_WHATSAPP_WINDOW = Window(days=frozenset(range(6)), start_min=9 * 60, end_min=21 * 60)
 #: The WhatsApp step delays a store may choose (DESIGN.md: 1h30m by default, or 2h, or 6h).
 WHATSAPP_DELAYS_S = {"90m": 5400.0, "2h": 7200.0, "6h": 21600.0}
+#: keys of what the store's messages say, and their checks: (pattern, what is expected, longest)
+_MESSAGE_KEYS: dict[str, tuple[re.Pattern[str] | None, str, int]] = {
+    "locale": (re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*"), 'a language or locale like "es" or "es-MX"', 35),
+    "email_from": (_ADDRESS, 'an email address like "shop@example.com"', 254),
+    "reply_to": (_ADDRESS, 'an email address like "help@example.com"', 254),
+    "unsubscribe_mailto": (_ADDRESS, 'an email address like "unsubscribe@example.com"', 254),
+    "email_header": (None, "a line of text", 300),
+    "email_footer": (None, "a line of text", 500),
+    "logo_url": (_HTTP_URL, 'an http(s) URL like "https://shop.example/logo.png"', 2048),
+    "unsubscribe_url": (_HTTP_URL, 'an http(s) URL like "https://shop.example/unsubscribe?m={message_id}"', 2048),
+    "sms_from": (re.compile(r"\+[1-9][0-9]{6,14}|[A-Za-z0-9 ]{1,11}"), 'a number like "+34600111222" or a sender id of 1-11 letters and digits', 16),
+    "templates_dir": (None, "a directory", 4096),
+}
 _KEYS = (
     "name", "timezone", "flow", "credits", "whatsapp_window", "quiet_hours", "incentive", "whatsapp", "secret",
-    "whatsapp_delay",
+    "whatsapp_delay", *_MESSAGE_KEYS,
 )
 
 
@@ -64,7 +97,7 @@ class StoreRules:
 
     __slots__ = (
         "id", "name", "timezone", "tz", "flow", "schedule", "credits", "windows", "quiet_hours", "incentive",
-        "whatsapp", "secret", "whatsapp_delay_s", "profiles",
+        "whatsapp", "secret", "whatsapp_delay_s", "profiles", "messages", "message_extra",
     )
 
     def __init__(
@@ -72,6 +105,7 @@ class StoreRules:
         credits: int | None = None, whatsapp_window: Window = DEFAULT_WHATSAPP_WINDOW,
         quiet_hours: Window | None = None, incentive: Incentive | None = None,
         whatsapp: Mapping[str, str] | None = None, secret: bytes | None = None, whatsapp_delay_s: float | None = None,
+        messages: Mapping[str, str] | None = None,
     ) -> None:
         self.id = sys.intern(id)
         self.name = name if name is not None else id
@@ -87,6 +121,11 @@ class StoreRules:
         self.whatsapp_delay_s = whatsapp_delay_s
         self.schedule = self._schedule(flow, whatsapp_delay_s)
         self.profiles = ProfileBook()
+        self.messages = dict(messages or {})
+        # What the channels read of the store (``Message.extra``): built once, shared by its messages.
+        self.message_extra: dict[str, Any] = dict(self.messages)
+        if self.whatsapp is not None:
+            self.message_extra["whatsapp"] = self.whatsapp
 
     @staticmethod
     def _schedule(flow: Flow, whatsapp_delay_s: float | None) -> tuple[tuple[float, int, Step], ...]:
@@ -139,7 +178,7 @@ class StoreRules:
             store_id, name=store_id, timezone=self.timezone, flow=self.flow, credits=self.credits,
             whatsapp_window=self.windows["whatsapp"], quiet_hours=self.quiet_hours, incentive=self.incentive,
             whatsapp=self.whatsapp, secret=None if self.secret == default_secret(self.id) else self.secret,
-            whatsapp_delay_s=self.whatsapp_delay_s,
+            whatsapp_delay_s=self.whatsapp_delay_s, messages=self.messages,
         )
 
     def __repr__(self) -> str:
@@ -257,4 +296,20 @@ def parse_store(store_id: str, table: object, flows: Mapping[str, Flow] = BUILTI
         if delay_s not in WHATSAPP_DELAYS_S.values():
             raise StoreConfigError(f"{path}.whatsapp_delay", f'expected one of "90m", "2h", "6h", got {describe(raw)}')
         kwargs["whatsapp_delay_s"] = delay_s
+    messages = {key: _message_setting(f"{path}.{key}", key, table[key]) for key in _MESSAGE_KEYS if key in table}
+    if messages:
+        kwargs["messages"] = messages
     return StoreRules(store_id, **kwargs)
+
+
+def _message_setting(path: str, key: str, value: object) -> str:
+    pattern, expected, longest = _MESSAGE_KEYS[key]
+    if not isinstance(value, str) or not value.strip():
+        raise StoreConfigError(path, f"expected {expected}, got {describe(value)}")
+    if len(value) > longest:
+        raise StoreConfigError(path, f"expected {expected} of at most {longest} characters, got {len(value)}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise StoreConfigError(path, f"expected {expected} on one line, without control characters")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise StoreConfigError(path, f"expected {expected}, got {describe(value)}")
+    return value

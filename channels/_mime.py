@@ -39,7 +39,11 @@ def address(display_name: str, addr: str) -> str:
     if not display_name:
         return addr
     header_value(display_name)  # control character check
-    return formataddr((display_name, addr), charset="utf-8")
+    if display_name.isascii():
+        return formataddr((display_name, addr))
+    # RFC 2047: encoded words of at most 75 characters, folded (formataddr writes one word of any length)
+    name = Header(display_name, "utf-8", maxlinelen=76, header_name="From").encode(linesep="\r\n")
+    return f"{name} <{addr}>"
 
 
 def _qp(text: str) -> bytes:

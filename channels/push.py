@@ -88,6 +88,12 @@ class PushSender(HttpChannel):
 
     async def send(self, message: Message) -> DeliveryResult:
         """One messages:send request."""
+        if message.to.startswith("{"):  # a Web Push subscription (endpoint and keys), not an FCM token
+            return DeliveryResult.permanent(
+                "the profile's push contact is a Web Push subscription; the FCM channel needs a registration "
+                "token (a webhook channel can take subscriptions)",
+                invalidate_contact=True,
+            )
         try:
             body = json_body(self.payload(message))
         except RenderError as exc:

@@ -32,7 +32,8 @@ Variables: ``store_name``, ``language``, ``subject``, ``headline``, ``intro``, `
 ``footer_html``, ``logo_html``, ``unsubscribe_url``, ``unsubscribe_label``, ``message_id``, ``cart``.
 
 Per-store keys read from ``Message.extra``: ``locale``, ``templates_dir``, ``email_header``,
-``email_footer`` (plain text), ``logo_url``, ``unsubscribe_url`` (may contain ``{message_id}``;
+``email_footer`` (plain text), ``logo_url``, ``unsubscribe_url`` (may contain ``{message_id}``, replaced
+by the percent-encoded id;
 default: ``<checkout origin>/cartwheel/unsubscribe?cw_mid=<id>``), ``unsubscribe_mailto``.
 """
 from __future__ import annotations
@@ -47,10 +48,10 @@ from functools import lru_cache
 from pathlib import Path
 from string import Template
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from channels import _mime, _templates
-from channels._format import ascii_url, format_money, language_of, one_line, safe_url, tracked_url
+from channels._format import ascii_address, ascii_url, format_money, language_of, one_line, safe_url, tracked_url, uses_decimal_comma
 from channels._substitute import substitute
 from channels.message import Message
 
@@ -81,6 +82,10 @@ _FILE_RE = re.compile(r"^(email|sms|push)_([a-z0-9][a-z0-9_-]*)\.([a-z]{2,3})\.(
 _MAX_ITEMS = 20
 
 _OverrideKey = tuple[str, str, str, str]  # medium, template, language, part
+
+
+#: Twilio's longest body (characters); longer ones are refused, not split
+_SMS_MAX = 1600
 
 
 class RenderError(ValueError):
@@ -117,6 +122,12 @@ class RenderedWhatsApp:
     button_suffix: str
     resume_url: str
     language: str
+
+
+def check_templates_dir(directory: Path) -> int:
+    """How many override files ``directory`` holds; raises :class:`RenderError` naming what is wrong
+    (unreadable directory, unknown part or variable). For the config check, before any message."""
+    return len(Renderer()._load_dir(directory))
 
 
 class Renderer:
@@ -176,7 +187,7 @@ class Renderer:
         try:
             headers = [
                 ("From", _mime.address(one_line(message.store_name, 100), address)),
-                ("To", _mime.address("", message.to)),
+                ("To", _mime.address("", ascii_address(message.to))),
                 ("Subject", _mime.header_value(rendered.subject)),
             ]
             reply = message.extra.get("reply_to") or reply_to
@@ -198,7 +209,22 @@ class Renderer:
         """The SMS body (one line)."""
         lang, sources = self._choose(message, "sms")
         values = self._values(message, lang)
-        return one_line(substitute(self._part(sources, lang, "sms", message.template, "txt"), values), 1600)
+        body = one_line(substitute(self._part(sources, lang, "sms", message.template, "txt"), values), _SMS_MAX)
+        resume = values["resume_url"]
+        if len(body) < _SMS_MAX or resume in body:
+            return body
+        # Too long: cut the words around the resume link, never the link (a cut link is a dead one).
+        if len(resume) > _SMS_MAX // 2:
+            raise RenderError(f"checkout_url is too long for an SMS ({len(resume)} characters with its tracking "
+                              f"parameter; at most {_SMS_MAX // 2})")
+        whole = one_line(substitute(self._part(sources, lang, "sms", message.template, "txt"), values), 1 << 30)
+        before, found, after = whole.partition(resume)
+        if not found:  # a template without the link
+            return body
+        room = _SMS_MAX - len(resume) - 2
+        after = after if len(after) <= room // 2 else after[: room // 2 - 1].rstrip() + "…"
+        before = before if len(before) <= room - len(after) else before[: room - len(after) - 1].rstrip() + "… "
+        return before + resume + after
 
     def push(self, message: Message) -> RenderedPush:
         """A push notification's title and body, and the link it opens."""
@@ -218,7 +244,8 @@ class Renderer:
         lang = self._language(message, "whatsapp")
         values = self._values(message, lang)
         common = _templates.PHRASES.get(lang, _templates.PHRASES["en"])["_common"]
-        names = [one_line(item.get("name"), 60) for item in _items(message)]
+        # the Cloud API refuses an empty parameter: an item without a name is named by its sku
+        names = [one_line(item.get("name") or item.get("sku"), 60) or "-" for item in _items(message)]
         if not names:
             summary = values["store_name"]
         elif len(names) == 1:
@@ -231,8 +258,9 @@ class Renderer:
         resume = values["resume_url"]
         parts = urlsplit(resume)
         suffix = parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
+        suffix += f"#{parts.fragment}" if parts.fragment else ""  # a hash-routed checkout needs it
         return RenderedWhatsApp(
-            body_parameters=tuple(one_line(p, 1000) for p in params),
+            body_parameters=tuple(one_line(p, 1000) or "-" for p in params),
             button_suffix=suffix,
             resume_url=resume,
             language=lang,
@@ -341,9 +369,11 @@ class Renderer:
         store_name = one_line(message.store_name or message.store, 100)
         items = _items(message)
         currency = message.currency
-        total = format_money(message.value, currency, lang)
+        # numbers as the shopper's region writes them: es-MX "$1,234.50", es "1.234,50 €"
+        numbers = message.locale if message.locale and language_of(message.locale) == lang else lang
+        total = format_money(message.value, currency, numbers)
         base = {"store_name": store_name, "item_count": str(sum(_qty(i) for i in items) or len(items)), "total": total}
-        incentive_text = _incentive_text(message.incentive, common, currency, lang)
+        incentive_text = _incentive_text(message.incentive, common, currency, numbers)
         base["incentive_text"] = incentive_text
         return _Values({
             **base,
@@ -357,7 +387,7 @@ class Renderer:
             "unsubscribe_label": common["unsubscribe"],
             "message_id": message.id,
             "cart": message.cart,
-        }, message=message, items=items, common=common, currency=currency, lang=lang, base=base)
+        }, message=message, items=items, common=common, currency=currency, numbers=numbers, base=base)
 
 
 class _Values(dict):  # type: ignore[type-arg]
@@ -371,16 +401,16 @@ class _Values(dict):  # type: ignore[type-arg]
     per rendering, 290 k in one 8-second benchmark phase).
     """
 
-    __slots__ = ("message", "items", "common", "currency", "lang", "base")
+    __slots__ = ("message", "items", "common", "currency", "numbers", "base")
 
     def __init__(self, ready: dict[str, str], *, message: Message, items: list[Any], common: dict[str, str],
-                 currency: str, lang: str, base: dict[str, str]) -> None:
+                 currency: str, numbers: str, base: dict[str, str]) -> None:
         super().__init__(ready)
         self.message = message
         self.items = items
         self.common = common
         self.currency = currency
-        self.lang = lang
+        self.numbers = numbers  # the language or locale amounts are written for
         self.base = base
 
     def __missing__(self, key: str) -> str:
@@ -413,8 +443,8 @@ def _incentive_html(v: _Values) -> str:
 
 #: the variables built on first use, each from the :class:`_Values` that asks for it
 _LAZY: dict[str, Callable[[_Values], str]] = {
-    "items_text": lambda v: _items_text(v.items, v.common, v.currency, v.lang),
-    "items_html": lambda v: _items_html(v.items, v.common, v.currency, v.lang),
+    "items_text": lambda v: _items_text(v.items, v.common, v.currency, v.numbers),
+    "items_html": lambda v: _items_html(v.items, v.common, v.currency, v.numbers),
     "incentive_html": _incentive_html,
     "header_text": lambda v: one_line(v.message.extra.get("email_header") or "", 300),
     "header_html": lambda v: html.escape(v["header_text"]),
@@ -515,7 +545,12 @@ def _incentive_text(incentive: dict[str, Any] | None, common: dict[str, str], cu
     if kind == "discount" and code:
         if incentive.get("percent") is not None:
             percent = incentive["percent"]
-            percent_s = f"{percent:g}" if isinstance(percent, (int, float)) else one_line(percent, 8)
+            if isinstance(percent, (int, float)):
+                percent_s = f"{percent:g}"
+                if uses_decimal_comma(lang):
+                    percent_s = percent_s.replace(".", ",")
+            else:
+                percent_s = one_line(percent, 8)
             return Template(common["discount"]).safe_substitute(percent=percent_s, code=code)
         if incentive.get("amount") is not None:
             amount = format_money(incentive["amount"], currency, lang)
@@ -529,7 +564,7 @@ def _unsubscribe_url(message: Message, resume: str) -> str:
     configured = message.extra.get("unsubscribe_url")
     if isinstance(configured, str) and configured:
         if "{message_id}" in configured:
-            return safe_url(configured.replace("{message_id}", _token(message.id))) or resume
+            return safe_url(configured.replace("{message_id}", quote(message.id, safe=""))) or resume
         return tracked_url(configured, TRACKING_PARAM, message.id) or resume
     parts = urlsplit(resume)
     return tracked_url(f"{parts.scheme}://{parts.netloc}/cartwheel/unsubscribe", TRACKING_PARAM, message.id)

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from channels._config import TableReader
+from channels._format import ascii_address
 from channels.mask import mask_contact
 from channels.message import DeliveryResult, Message
 from channels.render import Renderer, RenderError
@@ -265,7 +266,8 @@ class SmtpSender:
     # -- sending --------------------------------------------------------------------------------
     async def send(self, message: Message) -> DeliveryResult:
         """One SMTP transaction for ``message``."""
-        if not message.to.isascii():
+        to = ascii_address(message.to)  # an internationalised domain in IDNA
+        if not to.isascii():
             return DeliveryResult.permanent("recipient address is not ASCII (SMTPUTF8 is not used)")
         try:
             data = self.renderer.email_bytes(message, from_addr=self.options.from_addr)
@@ -307,7 +309,7 @@ class SmtpSender:
         try:
             await client.mail(envelope_from)
             phase = "RCPT"
-            await client.rcpt(message.to)
+            await client.rcpt(ascii_address(message.to))
             phase = "DATA"
             response = await client.data(data)
         except aiosmtplib.SMTPResponseException as exc:

@@ -609,8 +609,22 @@ def check_sections(config: Config) -> list[str]:
         known = {name: flow if flow is not None else fallback for name, flow in flows.items()}
         for name, table in config.stores.items():
             errors.extend(_every_problem(lambda t, name=name: parse_store(name, t, known), table, f"stores.{name}")[1])
+            errors.extend(_check_templates_dir(f"stores.{name}.templates_dir", table.get("templates_dir")))
     errors.extend(_check_channels(config.channels))
     return errors
+
+
+def _check_templates_dir(path: str, directory: object) -> list[str]:
+    """A store's ``templates_dir`` must be readable, and its files valid templates (relative: to the
+    working directory, as the engine resolves it). Checked here, not on each message's render."""
+    load = _optional("channels.render", "check_templates_dir")
+    if not isinstance(directory, str) or not directory.strip() or load is None:
+        return []  # the store's parser reports a wrong type
+    try:
+        load(Path(directory))
+    except ValueError as exc:  # RenderError
+        return [f"{path}: {exc}"]
+    return []
 
 
 def _check_channels(tables: dict[str, dict[str, Any]]) -> list[str]:

@@ -59,7 +59,15 @@ class ChannelDispatcher:
                 settings, clock=runtime.clock, on_result=dispatcher._on_result,
                 still_wanted=dispatcher._still_wanted, renderer=renderer,
             )
+        dispatcher._resolve_templates_dirs(base_dir or Path.cwd())
         return dispatcher
+
+    def _resolve_templates_dirs(self, base_dir: Path) -> None:
+        """A store's relative ``templates_dir`` is the config's: relative to the engine's base dir."""
+        for rules in self.runtime.registry.stores.values():
+            directory = rules.messages.get("templates_dir")
+            if directory:  # (the stores made later for unknown store ids copy ``messages``)
+                rules.messages["templates_dir"] = rules.message_extra["templates_dir"] = str(base_dir / directory)
 
     # -- lifecycle
     async def start(self) -> None:
@@ -141,9 +149,7 @@ class ChannelDispatcher:
     def _message(self, intent: SendIntent) -> Message:
         rules = self.runtime.registry.rules(intent.store)
         items = msgpack.unpackb(intent.items, raw=False) if intent.items else []
-        extra: dict[str, Any] = {}
-        if intent.channel == "whatsapp" and rules.whatsapp:
-            extra.update(rules.whatsapp)
+        extra = rules.message_extra  # the store's settings for its messages (shared, read-only)
         return Message(
             id=intent.message_id, key=intent.key, channel=intent.channel, store=intent.store, to=intent.contact,
             store_name=rules.name, cart=intent.cart, profile=intent.profile or "", run=intent.run, step=intent.step,

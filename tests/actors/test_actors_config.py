@@ -177,7 +177,11 @@ def test_store_config_full() -> None:
      "stores.demo.quiet_hours: quiet hours cover the whole day: nothing could ever be sent"),
     ({"secret": "short"}, "stores.demo.secret: too short: use at least 16 characters"),
     ({"colour": "red"}, "stores.demo.colour: unknown key (allowed: name, timezone, flow, credits, whatsapp_window, "
-     "quiet_hours, incentive, whatsapp, secret, whatsapp_delay)"),
+     "quiet_hours, incentive, whatsapp, secret, whatsapp_delay, locale, email_from, reply_to, unsubscribe_mailto, "
+     "email_header, email_footer, logo_url, unsubscribe_url, sms_from, templates_dir)"),
+    ({"unsubscribe_url": "mailto:x@example.com"},
+     'stores.demo.unsubscribe_url: expected an http(s) URL like "https://shop.example/unsubscribe?m={message_id}", '
+     'got "mailto:x@example.com"'),
 ])
 def test_invalid_store_config_names_the_field(table: dict[str, Any], message: str) -> None:
     with pytest.raises(StoreConfigError) as info:
