@@ -119,6 +119,8 @@ def parse_days(path: str, value: object) -> frozenset[int]:
             if d == b:
                 break
             d = (d + 1) % 7
+    if not days:  # a window that never opens would hold its messages forever
+        raise StoreConfigError(path, 'expected at least one day, like "mon-sat" or ["sat", "sun"]')
     return frozenset(days)
 
 

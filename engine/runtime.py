@@ -221,6 +221,8 @@ class Runtime:
     def fire_due(self, now: float, limit: int | None = None) -> int:
         """Fire timers due at or before ``now`` (at most about ``limit``); returns how many fired."""
         to_tick = int(now / self.tick_s + 1e-9)
+        if (to_tick + 1) * self.tick_s <= now:  # n * tick_s / tick_s may come out just below n (tick 30ms)
+            to_tick += 1
         batch = self.wheel.expire(to_tick, self.fire_batch if limit is None else limit)
         if not batch:
             return 0
@@ -241,9 +243,13 @@ class Runtime:
             due = getattr(actor, "due", None)
             if due is not None:
                 lag.record(now - due)
-            effects = fire(actor, batch[j + 1], now)
-            if effects:
-                apply(effects, now)
+            try:
+                effects = fire(actor, batch[j + 1], now)
+                if effects:
+                    apply(effects, now)
+            except Exception:  # a bug in one cart's rules must not lose the other carts' timers of the batch
+                self.stats.timer_errors += 1
+                log.exception("timer of cart %s/%s failed; its flow stops here", actor.store.id, actor.cart)
         n = len(batch) // 2
         self.stats.timers_fired += n
         return n

@@ -165,6 +165,7 @@ class Stats:
         self.connections = 0
         self.queued = 0
         self.timers_fired = 0
+        self.timer_errors = 0  # timers whose cart raised (a bug: logged with its traceback)
         self.sends: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.metrics: defaultdict[str, float] = defaultdict(float)
         #: fire time minus due time of each fired timer
@@ -300,6 +301,7 @@ class Stats:
             "metrics": {k: v for k, v in self.metrics.items() if k.split(".", 1)[0] not in known},
             "latency": self.latency(),
             "timers_fired": self.timers_fired,
+            "timer_errors": self.timer_errors,
             "queued": self.queued,
         }
 

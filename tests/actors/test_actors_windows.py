@@ -180,3 +180,10 @@ def test_days_parsing() -> None:
     assert parse_days("d", "fri-mon") == frozenset({4, 5, 6, 0})
     assert parse_days("d", ["sat", "sun"]) == frozenset({5, 6})
     assert parse_days("d", "mon, wed,fri") == frozenset({0, 2, 4})
+
+
+@pytest.mark.parametrize("days", [[], "", " , "])
+def test_a_window_without_days_is_a_config_error(days: object) -> None:
+    """A window that never opens would hold its step's messages forever (and failed when one fell due)."""
+    with pytest.raises(StoreConfigError, match=r"^stores.demo.whatsapp_window.days: expected"):
+        parse_window("stores.demo.whatsapp_window", {"days": days, "start": "09:00", "end": "21:00"})
