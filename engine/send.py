@@ -56,16 +56,22 @@ def read_events(path: Path, problems: list[str]) -> Iterator[tuple[str, Any]]:
                 except ValueError as exc:
                     problems.append(f"{path}:{number}: not valid JSON ({exc})")
                     continue
-                for event in value if isinstance(value, list) else [value]:
-                    yield f"{path}:{number}", event
+                if isinstance(value, list):  # a batch on one line: its events are named by index
+                    for index, event in enumerate(value):
+                        yield f"{path}:{number}[{index}]", event
+                else:
+                    yield f"{path}:{number}", value
         else:
             unpacker = msgpack.Unpacker(f, raw=False, strict_map_key=False)
             number = 0
             try:
                 for value in unpacker:
                     number += 1
-                    for event in value if isinstance(value, list) else [value]:
-                        yield f"{path}: frame {number}", event
+                    if isinstance(value, list):
+                        for index, event in enumerate(value):
+                            yield f"{path}: frame {number}[{index}]", event
+                    else:
+                        yield f"{path}: frame {number}", value
             except (ValueError, msgpack.UnpackException) as exc:
                 problems.append(f"{path}: invalid msgpack after frame {number} ({exc})")
 

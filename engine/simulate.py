@@ -3,7 +3,8 @@
 The events of FILE (as ``cartwheel send`` reads them) go through a fresh engine core on a manual clock
 with no network and no store: validation, actors, the timing wheel. Events are applied in ``ts`` order
 (an event without ``ts`` happens one second after the previous one; the first one at ``engine.clock_start``
-of the config, else at the real time the preview starts, as the manual clock does); before each, the clock moves to its
+of the config, else at the real time the preview starts, as the manual clock does; an event whose ``id``
+was seen before is ignored, as the engine ignores it); before each, the clock moves to its
 time and every timer due on the way fires, in order. After the last event the clock runs on for
 ``--horizon`` (default: long enough for the longest configured flow to finish). Every message the
 flows would send is reported as ``sent`` at its virtual time, with the reason of every skip, postponement
@@ -20,7 +21,7 @@ from engine.clock import ManualClock
 from engine.config import Config
 from engine.runtime import Runtime
 from engine.send import read_events
-from engine.validate import Validator
+from engine.validate import Deduper, Validator
 
 __all__ = ["simulate", "format_table"]
 
@@ -39,6 +40,7 @@ async def simulate(config: Config, path: Path, *, horizon_s: float | None = None
     problems: list[str] = []
     raw = list(read_events(path, problems))
     validator = Validator(config.engine)
+    deduper = Deduper(config.engine.dedup_window_s, config.engine.dedup_capacity)  # as the engine ignores repeats
     events: list[tuple[float, int, dict[str, Any]]] = []
     start = ManualClock(config.engine.clock_start).now()  # what an event without ts is received at
     last_ts: float | None = None
@@ -50,6 +52,10 @@ async def simulate(config: Config, path: Path, *, horizon_s: float | None = None
             problems.append(f"{where}: rejected: {reason}")
             continue
         last_ts = event["ts"]
+        event_id = event.get("id")
+        if event_id is not None and deduper.seen(event["store"], event_id, event["ts"]):
+            problems.append(f"{where}: ignored: id {event_id!r} was seen before (the engine accepts it once)")
+            continue
         events.append((event["ts"], order, event))
     events.sort(key=lambda e: (e[0], e[1]))
     if not events:

@@ -139,3 +139,28 @@ def test_demo_refuses_speeds_and_hours_that_are_not_finite(tmp_path: Path, capsy
     for option, value in (("--speed", "nan"), ("--speed", "inf"), ("--hours", "nan"), ("--shoppers", "0")):
         assert main(["demo", "--shoppers", "2", "--hours", "1", option, value, "--dir", str(tmp_path / "d")]) == 2, option
         assert "must be positive finite numbers" in capsys.readouterr().err
+
+
+def test_simulate_ignores_a_repeated_event_id_as_the_engine_does(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """DESIGN.md: a repeated id within 24 h is accepted once; the preview showed a second run."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps(e) for e in [
+        dict(CART, id="evt-1"), dict(CART, id="evt-1", ts=T0 + 2 * 3600)]) + "\n")
+    assert main(["simulate", str(events), "--horizon", "6h"]) == 0
+    out, err = capsys.readouterr()
+    sent = [line.split() for line in out.splitlines() if " sent" in line]
+    assert [(row[5], row[6]) for row in sent if row[0] == "Fri"] == [("1", "1"), ("1", "3")], out  # run 1: steps 1, 3
+    assert "events.jsonl:2: ignored: id 'evt-1' was seen before" in err
+
+
+def test_simulate_names_the_bad_event_of_a_batch_by_index(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    events = tmp_path / "events.msgpack"
+    batch = [dict(CART, cart=f"c{i}") for i in range(100)]
+    batch[57] = dict(batch[57], items=[{"sku": "A", "name": "a", "qty": -1, "price": 1.0}])
+    events.write_bytes(msgpack.packb(batch))
+    lines = tmp_path / "events.jsonl"
+    lines.write_text(json.dumps(batch) + "\n")
+    for path, where in ((events, "events.msgpack: frame 1[57]"), (lines, "events.jsonl:1[57]")):
+        assert main(["simulate", str(path), "--horizon", "2h"]) == 0
+        err = capsys.readouterr().err
+        assert f"{where}: rejected: items[0].qty: must be a positive integer" in err, err
