@@ -132,7 +132,8 @@ class Flow:
         """The steps as plain dicts with readable durations (for the admin ``flows`` command)."""
         return [
             {"step": i, "after": format_duration(s.after_s), "channels": list(s.channels),
-             "incentive": s.incentive, "window": s.window, "template": s.template}
+             "incentive": s.incentive, "window": s.window, "template": s.template, "send_in": s.send_in,
+             "min_value": s.min_value, "max_value": s.max_value, "high_intent": s.high_intent, "currency": s.currency}
             for i, s in enumerate(self.steps, 1)
         ]
 
@@ -170,6 +171,11 @@ def _unknown_keys(path: str, table: Mapping[str, Any], allowed: tuple[str, ...])
             raise FlowConfigError(f"{path}.{key}", f"unknown key (allowed: {', '.join(allowed)})")
 
 
+#: the longest duration a flow may name (ten years): timers are int64 ticks, and nothing longer makes
+#: sense for a cart
+MAX_FLOW_DURATION_S = 3650 * _DAY_S
+
+
 def _duration(path: str, value: object, *, positive: bool = False) -> float:
     try:
         seconds = parse_duration(value)
@@ -177,6 +183,8 @@ def _duration(path: str, value: object, *, positive: bool = False) -> float:
         raise FlowConfigError(path, str(exc)) from None
     if positive and seconds <= 0:
         raise FlowConfigError(path, f"must be longer than 0, got {describe(value)}")
+    if seconds > MAX_FLOW_DURATION_S:
+        raise FlowConfigError(path, f"must be at most 3650d, got {describe(value)}")
     return seconds
 
 

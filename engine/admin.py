@@ -163,12 +163,14 @@ class AdminCommands:
         return {"records": records}
 
     async def cmd_flows(self, args: list[str]) -> dict[str, Any]:
-        """flows — every flow: abandonment, expiry, attribution and its steps."""
+        """flows — every flow: abandonment, expiry, attribution, frequency cap and its steps (with their
+        conditions)."""
         flows = {}
         for name, flow in self.engine.registry.flows.items():
             flows[name] = {
                 "abandon_after": format_duration(flow.abandon_after_s), "expire_after": format_duration(flow.expire_after_s),
-                "attribution_window": format_duration(flow.attribution_window_s), "steps": flow.describe(),
+                "attribution_window": format_duration(flow.attribution_window_s),
+                "frequency_cap": format_duration(flow.frequency_cap_s), "on_cap": flow.on_cap, "steps": flow.describe(),
             }
         return {"flows": flows}
 

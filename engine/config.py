@@ -287,8 +287,36 @@ def _store(value: Any) -> str:
         db = url.path.lstrip("/")
         if not url.hostname or (db and not (db.isascii() and db.isdigit())):
             raise _Bad(expected)
+        if url.query:
+            _redis_query(value)
         return value
     raise _Bad(expected)
+
+
+def _show_secretless(key: str, value: Any) -> str:
+    """``_show(value)`` without the secrets a value may hold: a token, a store URL's password."""
+    if key == "admin_token":
+        return "a value (not shown: it is a secret)"
+    if key == "store" and isinstance(value, str):
+        value = re.sub(r"(://[^/@]*?:)[^/@]*@", r"\1***@", value)
+    return _show(value)
+
+
+def _redis_query(value: str) -> None:
+    """A redis URL's query parameters as redis-py reads them (``?socket_timeout=5``): a value it cannot
+    read, or a parameter it does not know, is a config error here rather than a traceback at start."""
+    from urllib.parse import parse_qs
+
+    from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
+
+    for name in parse_qs(urlsplit(value).query, keep_blank_values=True):
+        if name not in URL_QUERY_ARGUMENT_PARSERS:
+            raise _Bad(f"a redis URL parameter redis-py knows ({', '.join(sorted(URL_QUERY_ARGUMENT_PARSERS))}), "
+                       f"not {name!r}")
+    try:
+        parse_url(value)
+    except ValueError as exc:
+        raise _Bad(f"a redis URL redis-py can read ({str(exc).rstrip('.')})") from None
 
 
 def _clock(value: Any) -> str:
@@ -423,7 +451,7 @@ def _parse_engine(table: Mapping[str, Any], errors: list[str], env: Mapping[str,
         try:
             values[name] = parse(value)
         except _Bad as bad:
-            errors.append(f"{_key_path('engine', key)}: expected {bad.expected}, got {_show(value)}")
+            errors.append(f"{_key_path('engine', key)}: expected {bad.expected}, got {_show_secretless(key, value)}")
     token = env.get(ENV_ADMIN_TOKEN)
     if token:
         try:

@@ -201,7 +201,8 @@ class ChannelDispatcher:
         for name, pool in self.pools.items():
             stats = pool.statistics()
             doc = {k: getattr(stats, k) for k in stats.__dataclass_fields__}
-            doc["kind"] = type(pool.sender).__name__ if hasattr(pool, "sender") else None
+            sender = getattr(pool, "sender", None)
+            doc["kind"] = getattr(sender, "kind", None) or (type(sender).__name__ if sender is not None else None)
             out[name] = doc
         return out
 

@@ -84,7 +84,9 @@ def test_parse_flow_with_defaults_and_conditions() -> None:
     assert first.unmet(150.0, "EUR", False) is None
     assert second.unmet(1.0, None, False) == "condition: cart is not high-intent" and second.send_in == "profile"
     assert flow.describe()[0] == {"step": 1, "after": "1h30m", "channels": ["email"], "incentive": False,
-                                  "window": None, "template": "vip"}
+                                  "window": None, "template": "vip", "send_in": "store", "min_value": 100.0,
+                                  "max_value": None, "high_intent": None, "currency": "EUR"}
+    assert flow.describe()[1]["high_intent"] is True and flow.describe()[1]["send_in"] == "profile"
 
 
 GOOD_STEP: dict[str, Any] = {"after": "1h", "channels": ["email"]}
@@ -124,6 +126,10 @@ GOOD_STEP: dict[str, Any] = {"after": "1h", "channels": ["email"]}
     ({"steps": [GOOD_STEP], "frequency_cap": "12 hours"},
      'flows.vip.frequency_cap: expected a duration like "90m", got "12 hours"'),
     ("fast", 'flows.vip: expected a table, got "fast"'),
+    # timers are int64 ticks: a longer duration overflowed them at the first order or restart
+    ({"steps": [GOOD_STEP], "attribution_window": "100000000000000d"},
+     'flows.vip.attribution_window: must be at most 3650d, got "100000000000000d"'),
+    ({"steps": [{"after": "3651d", "channels": ["email"]}]}, 'flows.vip.steps[0].after: must be at most 3650d, got "3651d"'),
 ])
 def test_invalid_flow_config_names_the_field(table: Any, message: str) -> None:
     with pytest.raises(FlowConfigError) as info:

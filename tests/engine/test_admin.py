@@ -297,8 +297,13 @@ async def test_flows_and_channels(ops_engine: Engine) -> None:
         assert rr["abandon_after"] == "30m"
         assert [s["channels"] for s in rr["steps"]][:2] == [["email", "push"], ["whatsapp"]]
         assert "four_touch" in flows
+        assert (rr["frequency_cap"], rr["on_cap"]) == ("12h", "postpone")
+        assert rr["steps"][0] == {"step": 1, "after": "1h", "channels": ["email", "push"], "incentive": False,
+                                  "window": None, "template": "reminder", "send_in": "store", "min_value": None,
+                                  "max_value": None, "high_intent": None, "currency": None}
         channels = (await admin("channels"))["channels"]
         assert {"email", "push", "whatsapp", "sms"} <= set(channels)
+        assert channels["email"]["kind"] == "outbox"  # the configured kind, not a class name
         email = channels["email"]
         assert email["breaker"] == "closed" and email["paused"] is False and email["queued"] == 0
         assert "rate_per_s" in email

@@ -131,7 +131,8 @@ def test_clock_start_as_toml_datetime() -> None:
     assert parse_config(data, source="t", env={}).engine.clock_start == 1772791200.0
 
 
-@pytest.mark.parametrize("store", ["file:state", "file:/var/lib/cartwheel", "rediss://h:6380", "redis://h/3"])
+@pytest.mark.parametrize("store", ["file:state", "file:/var/lib/cartwheel", "rediss://h:6380", "redis://h/3",
+                                   "redis://h/3?socket_timeout=5&health_check_interval=30"])
 def test_good_stores(store: str) -> None:
     assert engine(store=store).store == store
 
@@ -173,6 +174,14 @@ BAD_VALUES = [
     ("store", "redis://h:port/0", "engine.store: expected"),
     ("store", "redis:///0", "engine.store: expected"),
     ("store", "redis://h/db", "engine.store: expected"),
+    # query parameters as redis-py reads them (a bad one was a traceback at start), and no password shown
+    ("store", "redis://:pw@h/0?db=x",
+     "engine.store: expected a redis URL redis-py can read (Invalid value for 'db' in connection URL), "
+     'got "redis://:***@h/0?db=x"'),
+    ("store", "redis://h/0?socket_timeout=soon", "engine.store: expected a redis URL redis-py can read"),
+    ("store", "redis://h/0?colour=red", "engine.store: expected a redis URL parameter redis-py knows"),
+    ("store", "redis://u:pw@h:port/0", 'got "redis://u:***@h:port/0"'),
+    ("admin_token", 5, "engine.admin_token: expected a token string without spaces, got a value (not shown"),
     ("durability", "always", 'engine.durability: expected "snapshot" or "journal", got "always"'),
     ("snapshot_interval", "soon", 'engine.snapshot_interval: expected a duration like "5s", got "soon"'),
     ("snapshot_interval", 0, "engine.snapshot_interval: expected a duration greater than 0, got 0"),
