@@ -240,6 +240,16 @@ class Pool:
         """True between :meth:`pause` and :meth:`resume`."""
         return self._paused
 
+    @property
+    def stalled(self) -> bool:
+        """True while the pool cannot send at all: paused, or its circuit breaker open (until its
+        cooldown ends). A backlog waiting for a stalled pool is not the engine falling behind."""
+        return self._paused or self._breaker.state(self._clock.now()) is BreakerState.OPEN
+
+    def admitting(self) -> bool:
+        """Whether a submitter can go on now: the queue has room, or room was handed to a waiting one."""
+        return self._reserved > 0 or self._held + self._reserved < self.max_queue
+
     # -- admission ------------------------------------------------------------------------------
     def offer(self, message: Message) -> bool:
         """Queue ``message`` if there is room; False when the pool is full or stopping."""

@@ -7,8 +7,13 @@ cart's msgpack bytes only now, for rendering); the pool's result comes back thro
 :meth:`ChannelDispatcher._on_result` to the runtime, which tells the actors and logs it.
 
 Back-pressure: ``submit`` never blocks the runtime. When a pool's bounded queue is full the message
-waits in a small overflow deque drained by a task, and the ingest server is told to pause reading
-until the overflow is empty again.
+waits in that channel's overflow deque, drained by a task of its own (one stuck channel holds up no
+other), and the ingest server is told to pause reading until the overflows of the channels that are
+sending are empty again. A channel that cannot send at all — paused by the operator, or its circuit
+breaker open — does not pause ingest: reading on is what lets purchases and opt-outs cancel its
+backlog. Its overflow is swept whenever it has doubled (amortised O(1) per message; also once a
+minute while it waits): a message whose cart was bought, cleared or finished is reported cancelled
+and dropped, so the overflow holds only messages that are still wanted.
 """
 from __future__ import annotations
 
@@ -31,6 +36,10 @@ log = logging.getLogger("cartwheel.dispatch")
 
 #: channel names the built-in and config flows may use
 FLOW_CHANNELS = ("email", "push", "whatsapp", "sms", "webhook")
+#: how often a drainer waiting for room looks again whether its channel can send at all (real seconds)
+_RECHECK_S = 1.0
+#: how often, at most, a drainer waiting for room sweeps its overflow of unwanted messages (real seconds)
+_SWEEP_EVERY_S = 60.0
 
 
 class ChannelDispatcher:
@@ -40,11 +49,14 @@ class ChannelDispatcher:
         self.pools = pools
         self.runtime = runtime
         self.inflight: dict[str, SendIntent] = {}
-        self.overflow: deque[tuple[Pool, Message]] = deque()
+        self._overflow: dict[str, deque[Message]] = {}  # per channel: waiting for room in its pool
+        self._drainers: dict[str, asyncio.Task[None]] = {}
+        self._swept_len: dict[str, int] = {}  # the overflow's length after its last sweep
+        self._in_hand: dict[str, Message] = {}  # per channel: the overflow's head, being submitted
+        self._pressing = False
         self.on_pressure: Any = None  # callable(bool): True = pause ingest, False = resume
         self._submitted_at: dict[str, float] = {}  # monotonic s, for the time-in-queue histogram
         self._dispatched_at: dict[str, float] = {}  # monotonic s, for the provider-latency histogram
-        self._drainer: asyncio.Task[None] | None = None
         self.ledger: Any = None  # engine.intents.IntentLedger: records intents before their provider call
         self._stopping = False
 
@@ -81,8 +93,10 @@ class ChannelDispatcher:
 
     async def stop(self) -> None:
         self._stopping = True  # messages still queued are reported "not sent": the ledger keeps them
-        if self._drainer is not None:
-            await asyncio.gather(self._drainer, return_exceptions=True)
+        drainers = [task for task in self._drainers.values() if not task.done()]
+        for task in drainers:  # an overflow never reached a pool: its intents stay in the ledger
+            task.cancel()
+        await asyncio.gather(*drainers, return_exceptions=True)
         # A pool drains within its rate limit, in its clock's time; a manual clock does not move while the
         # engine stops (it moves only on `clock advance`), so waiting for it would wait forever: what is
         # still queued then is reported "not sent" at once, and kept by the ledger for the next start.
@@ -105,31 +119,88 @@ class ChannelDispatcher:
         message = self._message(intent)
         self.inflight[message.key] = intent
         self._submitted_at[message.key] = monotonic()
-        if self.overflow or not pool.offer(message):
-            self.overflow.append((pool, message))
-            if self.on_pressure is not None:
-                self.on_pressure(True)
-            if self._drainer is None or self._drainer.done():
-                self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        channel = intent.channel
+        queue = self._overflow.get(channel)
+        if not queue and pool.offer(message):
+            return
+        if queue is None:
+            queue = self._overflow[channel] = deque()
+        queue.append(message)
+        if len(queue) >= 2 * max(self._swept_len.get(channel, 0), pool.max_queue):
+            self._sweep(channel)
+        self._update_pressure()
+        drainer = self._drainers.get(channel)
+        if drainer is None or drainer.done():
+            self._drainers[channel] = asyncio.get_running_loop().create_task(self._drain(channel))
 
-    async def _drain(self) -> None:
-        while self.overflow:
-            pool, message = self.overflow[0]
-            await pool.submit(message)
-            self.overflow.popleft()
-        if self.on_pressure is not None:
-            self.on_pressure(False)
+    @property
+    def overflow(self) -> list[tuple[Pool, Message]]:
+        """Every message waiting for room in its pool, with the pool (for tests and the e2e bench)."""
+        waiting = []
+        for name, queue in self._overflow.items():
+            head = self._in_hand.get(name)
+            waiting += [(self.pools[name], m) for m in ([head] if head is not None else []) + list(queue)]
+        return waiting
+
+    async def _drain(self, channel: str) -> None:
+        pool = self.pools[channel]
+        queue = self._overflow[channel]
+        swept_at = monotonic()
+        while queue:
+            message = self._in_hand[channel] = queue.popleft()  # out of the deque: a sweep cannot move it
+            try:
+                await asyncio.wait_for(pool.submit(message), _RECHECK_S)
+            except TimeoutError:
+                queue.appendleft(message)
+                self._update_pressure()  # paused or its breaker opened meanwhile: let ingest go on
+                if monotonic() - swept_at >= _SWEEP_EVERY_S:
+                    self._sweep(channel)
+                    swept_at = monotonic()
+                continue
+            except BaseException:
+                queue.appendleft(message)
+                raise
+            finally:
+                del self._in_hand[channel]
+        self._update_pressure()
+
+    def _sweep(self, channel: str) -> None:
+        """Report cancelled, and drop, the overflow's messages that are no longer wanted."""
+        queue = self._overflow[channel]
+        kept: list[Message] = []
+        for message in queue:
+            intent = self.inflight.get(message.key)
+            reason = "unknown message" if intent is None else self.runtime.still_wanted(intent)
+            if isinstance(reason, str):
+                self._on_result(message, DeliveryResult.cancelled(reason))
+            else:
+                kept.append(message)
+        if len(kept) != len(queue):
+            queue.clear()
+            queue.extend(kept)
+        self._swept_len[channel] = len(queue)
+
+    def _update_pressure(self) -> None:
+        """Pause ingest while a channel that can send has messages waiting for room; resume when none has."""
+        pressing = any(queue and not self.pools[name].stalled for name, queue in self._overflow.items())
+        if pressing != self._pressing:
+            self._pressing = pressing
+            if self.on_pressure is not None:
+                self.on_pressure(pressing)
 
     async def idle(self) -> None:
         ledger = self.ledger
         while True:
             if ledger is not None and ledger.waiting() and ledger.journal.health.up:
                 await self._ledger_flushed()
-            if self._drainer is not None and not self._drainer.done():
-                await self._drainer
             for pool in self.pools.values():
                 await pool.wait_idle()
-            if not self.overflow and all(p.statistics().in_flight == 0 for p in self.pools.values()):
+            if any(queue and self.pools[name].admitting() and not self._drainers[name].done()
+                   for name, queue in self._overflow.items()):
+                await asyncio.sleep(0)  # a drainer has room to move messages into: let it
+                continue
+            # What is left in an overflow waits for room that only the clock or a `resume` can make.
+            if all(p.statistics().in_flight == 0 for p in self.pools.values()):
                 if ledger is None:
                     return
                 if ledger.waiting():
@@ -212,3 +283,4 @@ class ChannelDispatcher:
             pool.pause()
         else:
             pool.resume()
+        self._update_pressure()

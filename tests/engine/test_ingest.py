@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
 import msgpack
 from hypothesis import HealthCheck, given, settings
@@ -288,26 +289,27 @@ async def test_long_lived_objects_are_frozen_on_a_manual_clock_too(tmp_path, mon
             await eng.stop()
 
 
-async def test_ingest_stops_reading_while_sends_overflow_the_channels_queues(engine: Engine) -> None:
-    """DESIGN.md "Wire protocol": when the engine falls behind, the server stops reading sockets. A
-    paused email channel holds 10 000 messages; the sends beyond overflow, and ingest pauses until the
-    channel takes them again."""
-    from tests.engine.conftest import START
+async def test_ingest_stops_reading_while_sends_overflow_the_channels_queues(tmp_path: Path) -> None:
+    """DESIGN.md "Wire protocol": when the engine falls behind, the server stops reading sockets. An
+    email channel sending 10 messages/s holds 1 000 messages; the sends beyond overflow, and ingest
+    pauses until the channel has taken them (the clock moves on, the channel sends, room frees)."""
+    from tests.engine.conftest import START, engine_config, start_engine
 
+    config = engine_config(tmp_path)
+    config.channels["email"].update(rate="10/s", burst=100, queue=1000)
+    engine = await start_engine(config, tmp_path)
     client = await Client.tcp(engine)
     try:
-        n = 10_500
-        for start in range(0, n, 1500):
-            batch: list[dict[str, object]] = []
-            for i in range(start, min(n, start + 1500)):
-                batch.append(cart_event(f"c{i}", profile=f"p{i}"))
-                batch.append({"type": "session.ended", "store": "shop1", "cart": f"c{i}"})
-            assert (await client.frame(batch))["accepted"] == len(batch)
-        engine.pause_channel("email", True)
+        n = 1_300
+        batch: list[dict[str, object]] = []
+        for i in range(n):
+            batch.append(cart_event(f"c{i}", profile=f"p{i}"))
+            batch.append({"type": "session.ended", "store": "shop1", "cart": f"c{i}"})
+        assert (await client.frame(batch))["accepted"] == len(batch)
         clock = engine.runtime.clock
-        clock.set(START + 3600 + 1)  # every cart's first step: 10 500 emails for a queue of 10 000
+        clock.set(START + 3600 + 1)  # every cart's first step: 1 300 emails, 100 go at once, 1 000 queue
         assert engine.runtime.fire_due(clock.now(), limit=1 << 30) >= n
-        for _ in range(100):
+        for _ in range(100):  # the intents reach the pools once the ledger has recorded them
             await asyncio.sleep(0.01)
             if engine.dispatcher.overflow:
                 break
@@ -318,9 +320,44 @@ async def test_ingest_stops_reading_while_sends_overflow_the_channels_queues(eng
         except asyncio.TimeoutError:
             reply = None
         assert reply is None  # not read while the sends overflow
-        engine.pause_channel("email", False)  # the queue drains; the overflow moves in; reading resumes
+        for _ in range(4):  # 100 sends each 10 s: room for the overflow; reading resumes
+            await engine.runtime.advance_clock(10)
         reply = await client.reply(timeout=30)
         assert reply["accepted"] == 1 and not engine.dispatcher.overflow and not engine.ingest.paused
     finally:
+        await client.close()
+        await engine.stop()
+
+
+async def test_a_stalled_channel_does_not_stop_ingest_and_its_backlog_is_cancelled_by_purchases(tmp_path: Path) -> None:
+    """A paused channel whose queue is full must not stop ingest: purchases and opt-outs must still be
+    read, and they cancel its backlog (the overflow is swept of unwanted messages as it grows).
+    `clock advance` returns although the paused channel's overflow cannot move."""
+    from tests.engine.conftest import engine_config, start_engine
+
+    config = engine_config(tmp_path)
+    config.channels["email"].update(queue=50)
+    engine = await start_engine(config, tmp_path)
+    client = await Client.tcp(engine)
+    try:
+        engine.pause_channel("email", True)
+        reply = await client.frame([cart_event(f"c{i}", profile=f"p{i}") for i in range(500)])
+        assert reply["accepted"] == 500
+        await asyncio.wait_for(engine.runtime.advance_clock(5400), 30)  # 1 h 30: 500 emails, 50 fit
+        assert len(engine.dispatcher.overflow) == 450 and not engine.ingest.paused
+        orders = [{"type": "order.completed", "store": "shop1", "cart": f"c{i}", "order": f"o{i}"} for i in range(400)]
+        assert (await asyncio.wait_for(client.frame(orders), 10))["accepted"] == 400  # read although email is stuck
+        await client.frame([cart_event(f"d{i}", profile=f"q{i}") for i in range(1000)])
+        await asyncio.wait_for(engine.runtime.advance_clock(5400), 30)  # 1 000 more: the overflow doubles: swept
+        overflow = engine.dispatcher.overflow
+        unwanted = [m.cart for _, m in overflow if m.cart.startswith("c") and int(m.cart[1:]) < 400]
+        assert len(overflow) == 1450 - 349 and len(unwanted) == 1  # (the head, in hand, is asked when it goes)
+        engine.pause_channel("email", False)
+        await asyncio.wait_for(engine.runtime.advance_clock(60), 60)
+        sent = [r.cart for r in engine.runtime.msglog if r.channel == "email" and r.outcome == "sent"]
+        assert len(sent) == 1100 and not any(c.startswith("c") and int(c[1:]) < 400 for c in sent)
+        assert not engine.dispatcher.overflow
+    finally:
         engine.pause_channel("email", False)
         await client.close()
+        await engine.stop()
