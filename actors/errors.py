@@ -15,12 +15,15 @@ class ConfigError(ValueError):
     Attributes:
         path: dotted TOML path of the offending key (``stores.demo.whatsapp_window.start``).
         reason: what is wrong with it, without the path.
+        messages: every problem found in the same table, this one first (a parser that goes on after
+            the first problem fills it; ``cartwheel run --check`` prints them all).
     """
 
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+        self.messages: list[str] = [f"{path}: {reason}"]
 
 
 class FlowConfigError(ConfigError):

@@ -41,12 +41,14 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from actors.durations import format_duration, parse_duration
 from actors.errors import FlowConfigError, describe
+
+_T = TypeVar("_T")
 
 __all__ = [
     "CHANNELS", "WINDOWS", "Step", "Flow", "parse_flow", "flows_from_config", "BUILTIN_FLOWS",
@@ -273,40 +275,62 @@ def parse_flow(name: str, table: object) -> Flow:
     path = f"flows.{name}"
     if not isinstance(table, Mapping):
         raise FlowConfigError(path, f"expected a table, got {describe(table)}")
-    _unknown_keys(path, table, _FLOW_KEYS)
+    problems: list[FlowConfigError] = []  # every problem of the table, not just the first
+
+    def attempt(parse: Callable[..., _T], *args: Any, **kwargs: Any) -> _T | None:
+        try:
+            return parse(*args, **kwargs)
+        except FlowConfigError as exc:
+            problems.append(exc)
+            return None
+
+    attempt(_unknown_keys, path, table, _FLOW_KEYS)
     raw_steps = table.get("steps")
-    if not isinstance(raw_steps, list) or not raw_steps:
-        raise FlowConfigError(f"{path}.steps", f"expected a non-empty list of step tables, got {describe(raw_steps)}")
     steps: list[Step] = []
+    if not isinstance(raw_steps, list) or not raw_steps:
+        problems.append(FlowConfigError(
+            f"{path}.steps", f"expected a non-empty list of step tables, got {describe(raw_steps)}"))
+        raw_steps = []
     for i, raw in enumerate(raw_steps):
-        step = _parse_step(f"{path}.steps[{i}]", raw)
+        step = attempt(_parse_step, f"{path}.steps[{i}]", raw)
+        if step is None:
+            continue
         if steps and step.after_s < steps[-1].after_s:
-            raise FlowConfigError(
+            problems.append(FlowConfigError(
                 f"{path}.steps[{i}].after",
                 f"steps must be in time order: {format_duration(step.after_s)} comes before the previous "
                 f"step's {format_duration(steps[-1].after_s)}",
-            )
+            ))
         steps.append(step)
-    last_s = steps[-1].after_s
+    last_s = steps[-1].after_s if steps else 0.0
+    expire_s: float | None = last_s + _DAY_S
     if "expire_after" in table:
-        expire_s = _duration(f"{path}.expire_after", table["expire_after"])
-        if expire_s <= last_s:
-            raise FlowConfigError(
+        expire_s = attempt(_duration, f"{path}.expire_after", table["expire_after"])
+        if expire_s is not None and steps and expire_s <= last_s:
+            problems.append(FlowConfigError(
                 f"{path}.expire_after",
                 f"must be after the last step ({format_duration(last_s)}), got {describe(table['expire_after'])}",
-            )
-    else:
-        expire_s = last_s + _DAY_S
+            ))
+    abandon_s = attempt(_duration, f"{path}.abandon_after", table.get("abandon_after", "30m"), positive=True)
+    attribution_s = attempt(
+        _duration, f"{path}.attribution_window", table.get("attribution_window", "5d"), positive=True
+    )
+    cap_s = attempt(_duration, f"{path}.frequency_cap", table.get("frequency_cap", "12h"))
+    on_cap = attempt(_choice, f"{path}.on_cap", table.get("on_cap", "postpone"), ("drop", "postpone"))
+    if problems:
+        first = problems[0]
+        first.messages = [m for p in problems for m in p.messages]
+        raise first
+    assert expire_s is not None and abandon_s is not None and attribution_s is not None
+    assert cap_s is not None and on_cap is not None
     return Flow(
         name=sys.intern(name),
         steps=tuple(steps),
-        abandon_after_s=_duration(f"{path}.abandon_after", table.get("abandon_after", "30m"), positive=True),
+        abandon_after_s=abandon_s,
         expire_after_s=expire_s,
-        attribution_window_s=_duration(
-            f"{path}.attribution_window", table.get("attribution_window", "5d"), positive=True
-        ),
-        frequency_cap_s=_duration(f"{path}.frequency_cap", table.get("frequency_cap", "12h")),
-        on_cap=_choice(f"{path}.on_cap", table.get("on_cap", "postpone"), ("drop", "postpone")),
+        attribution_window_s=attribution_s,
+        frequency_cap_s=cap_s,
+        on_cap=on_cap,
     )
 
 

@@ -363,6 +363,19 @@ def test_check_reports_every_bad_key_of_a_table_not_only_the_first(tmp_path: Pat
     assert "6 configuration errors" in out and "required" not in out, out
 
 
+def test_check_reports_the_problems_of_every_step_of_a_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad step hid every other problem of its flow (dropping `steps` made the flow fail on `steps`)."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[flows.vip]\nabandon_after = "0s"\non_cap = "skip"\n'
+                   'steps = [{after = "1h", channels = ["fax"]}, {after = "2h", channels = ["sms"], min_value = -1}]\n')
+    assert check_config_file(bad) == 2
+    out = capsys.readouterr().out
+    for key in ("flows.vip.steps[0].channels[0]", "flows.vip.steps[1].min_value", "flows.vip.abandon_after",
+                "flows.vip.on_cap"):
+        assert key in out, f"{key} not reported:\n{out}"
+    assert "4 configuration errors" in out, out
+
+
 # ------------------------------------------------------------------------------------------- token
 
 
