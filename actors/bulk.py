@@ -30,7 +30,7 @@ from typing import Any
 
 import msgpack
 
-from actors.cart import _STATE_OF, NO_RUN, TAG_IDLE, TAG_PURGE, TAG_STEP, CartActor, pack_run
+from actors.cart import _STATE_OF, NO_RUN, TAG_IDLE, TAG_PURGE, TAG_STEP, CartActor, pack_run, position_dones
 from actors.profiles import ProfileBook, record_refs, with_refs
 from actors.states import FINAL_STATES, CartState
 
@@ -47,8 +47,9 @@ __all__ = [
 ]
 
 #: the fields of one cart in a chunk, in order (``CartActor.to_state()`` without the store id, except
-#: ``state``, which is its number in :data:`STATE_CODES`)
-CART_FIELDS = ("cart", "profile", "blob", "state", "flags", "seen", "due", "run", "step", "since", "held", "touch")
+#: ``state``, which is its number in :data:`STATE_CODES`; ``done`` is stored negated, and a positive
+#: value is a schedule position from an older snapshot: see ``actors.cart.pack_run``)
+CART_FIELDS = ("cart", "profile", "blob", "state", "flags", "seen", "due", "run", "done", "since", "held", "touch")
 CART_WIDTH = len(CART_FIELDS)
 #: a state's number in chunks: fixed here, independent of the enum's order (stored data depends on it).
 #: A number decodes to a cached small int where a name would be a new string per cart.
@@ -161,6 +162,7 @@ def load_carts(registry: Any, store: str, flat: list[Any], *, counts: dict[str, 
     carts = registry._carts.setdefault(rules.id, {})
     by_code = [0] * len(_TAG_OF)
     n_steps = len(rules.schedule)
+    old_dones = position_dones(rules.schedule)  # an older snapshot's positions (see actors.cart.stored_done)
     flow_steps = len(rules.flow.steps)
     tag_of = _TAG_OF
     ceil = math.ceil
@@ -172,7 +174,7 @@ def load_carts(registry: Any, store: str, flat: list[Any], *, counts: dict[str, 
     canonical = (ids if ids is not None else {}).get
     it = iter(flat)
     uncount: list[Any] = []  # profiles of carts not loaded after all (skipped, second copies): rare
-    for cart, pid, blob, code, flags, seen, due, run, step, since, held, touch in zip(it, it, it, it, it, it, it, it, it, it, it, it):
+    for cart, pid, blob, code, flags, seen, due, run, done, since, held, touch in zip(it, it, it, it, it, it, it, it, it, it, it, it):
         if skip and cart in skip:
             uncount.append(pid)
             continue
@@ -187,10 +189,10 @@ def load_carts(registry: Any, store: str, flat: list[Any], *, counts: dict[str, 
         a.seen = seen
         a.due = due
         a.timer = None
-        if run or step or since is not None or held or touch is not None:  # a cart that has run a flow
+        if run or done or since is not None or held or touch is not None:  # a cart that has run a flow
             # held: the flow may have changed since, so steps it no longer has are dropped
             a.packed_run = pack_run([
-                run, step if step <= n_steps else n_steps, since,
+                run, done if done <= 0 else old_dones[done if done <= n_steps else n_steps], since,
                 ([[d, s, c] for d, s, c in sorted((d, s, c) for d, s, c in held if 1 <= s <= flow_steps)] or None)
                 if held else None,
                 None if touch is None else [touch[0], touch[1], touch[2], touch[3]],

@@ -70,9 +70,15 @@ in ``timer``; the actor never reads it.
 
 Memory (DESIGN.md principle 4): 10 slots and no per-cart containers on the hot path. The contents
 (items, value, currency, checkout_url) are one msgpack ``bytes`` (``blob``; bytes are not tracked by the
-collector) unpacked only when a step fires or the admin asks. The run attributes (``run``, ``step``,
+collector) unpacked only when a step fires or the admin asks. The run attributes (``run``, ``done``,
 ``since``, ``held`` postponed sends, ``touch`` attribution data) are one more ``bytes``
 (``packed_run``), None until the cart first abandons (see :class:`CartActor`).
+
+Progress through the flow. A run records the step *numbers* it has handled (``done``, bit ``k - 1`` for
+step ``k``: sent, postponed or skipped), not a position in ``store.schedule``: the schedule's order
+depends on the store's config (``whatsapp_delay`` moves the WhatsApp step after the 4 h one), which may
+change across a restart, and a position would then point at another step (one already sent, while the
+one after it is never sent). The next step is the first schedule entry not in ``done``.
 """
 from __future__ import annotations
 
@@ -129,7 +135,7 @@ def _value_of(items: list[Any]) -> float:
     return total
 
 
-#: the run attributes' initial values: ``[run, step, since, held, touch]`` (see :class:`CartActor`)
+#: the run attributes' initial values: ``[run, -done, since, held, touch]`` (see :class:`CartActor`)
 NO_RUN: tuple[Any, ...] = (0, 0, None, None, None)
 _NO_RUN_LIST = list(NO_RUN)
 
@@ -146,8 +152,43 @@ def _thaw(i: int, value: Any) -> Any:
 
 
 def pack_run(fields: list[Any]) -> bytes | None:
-    """``packed_run`` for ``[run, step, since, held, touch]``: None when they are the initial values."""
+    """``packed_run`` for ``[run, -done, since, held, touch]``: None when they are the initial values.
+
+    ``done`` is stored negated: snapshots written before it existed hold a position in the store's
+    schedule there (0 or more), which :func:`stored_done` tells apart and converts.
+    """
     return None if fields == _NO_RUN_LIST else _packb(fields)
+
+
+def position_dones(schedule: tuple[tuple[float, int, Any], ...]) -> list[int]:
+    """The stored (negated) ``done`` of each old schedule position ``0..len(schedule)``: the step numbers
+    of the entries before it, in the current schedule (the best available: the old one is not known)."""
+    dones = [0]
+    mask = 0
+    for _, step_no, _ in schedule:
+        mask |= 1 << (step_no - 1)
+        dones.append(-mask)
+    return dones
+
+
+def stored_done(value: int, schedule: tuple[tuple[float, int, Any], ...]) -> int:
+    """The stored ``done`` field of a snapshot's run: as is when it is one (0 or negative), else (an older
+    snapshot's position in the schedule) converted by :func:`position_dones`."""
+    if value <= 0:
+        return value
+    return position_dones(schedule)[min(value, len(schedule))]
+
+
+def _next_step(schedule: tuple[tuple[float, int, Any], ...], done: int) -> int:
+    """Index of the first entry of ``schedule`` whose step is not in ``done`` (``len(schedule)``: none)."""
+    if not done:
+        return 0  # the run's first step (or a schedule with nothing handled yet): no scan
+    i = 0
+    for _, step_no, _ in schedule:
+        if not done >> (step_no - 1) & 1:
+            return i
+        i += 1
+    return i
 
 
 #: the last ``packed_run`` unpacked, and its fields thawed: ``[packed, fields]``. A timer's firing reads
@@ -158,7 +199,7 @@ _LAST_RUN: list[Any] = [None, list(NO_RUN)]
 
 
 def _run_fields(packed: bytes) -> list[Any]:
-    """The thawed ``[run, step, since, held, touch]`` of ``packed`` (shared: callers must not mutate it)."""
+    """The thawed ``[run, -done, since, held, touch]`` of ``packed`` (shared: callers must not mutate it)."""
     last = _LAST_RUN
     if packed is last[0]:
         return last[1]  # type: ignore[no-any-return]
@@ -169,26 +210,43 @@ def _run_fields(packed: bytes) -> list[Any]:
     return fields
 
 
+def _put_run_field(actor: CartActor, i: int, value: Any) -> None:
+    """Write the stored run field ``i`` of ``actor`` (packs ``packed_run`` again)."""
+    packed = actor.packed_run
+    if packed is None:
+        if value is NO_RUN[i] or (i < 2 and value == 0):
+            return  # still all initial
+        fields = list(NO_RUN)
+    else:
+        fields = list(_run_fields(packed))
+    fields[i] = _thaw(i, value)
+    packed = actor.packed_run = pack_run(fields)
+    if packed is not None:
+        _LAST_RUN[0] = packed
+        _LAST_RUN[1] = fields
+
+
 def _run_field(i: int, name: str) -> property:
     def get(self: CartActor) -> Any:
         packed = self.packed_run
         return NO_RUN[i] if packed is None else _run_fields(packed)[i]
 
     def put(self: CartActor, value: Any) -> None:
-        packed = self.packed_run
-        if packed is None:
-            if value is NO_RUN[i] or (i < 2 and value == 0):
-                return  # still all initial
-            fields = list(NO_RUN)
-        else:
-            fields = list(_run_fields(packed))
-        fields[i] = _thaw(i, value)
-        packed = self.packed_run = pack_run(fields)
-        if packed is not None:
-            _LAST_RUN[0] = packed
-            _LAST_RUN[1] = fields
+        _put_run_field(self, i, value)
 
     return property(get, put, doc=f"The run attribute ``{name}`` (packed in ``packed_run``).")
+
+
+def _get_done(self: CartActor) -> int:
+    packed = self.packed_run
+    return 0 if packed is None else -_run_fields(packed)[1]  # type: ignore[no-any-return]
+
+
+def _put_done(self: CartActor, value: int) -> None:
+    _put_run_field(self, 1, -value)
+
+
+_DONE = property(_get_done, _put_done, doc="The run attribute ``done`` (stored negated in ``packed_run``).")
 
 
 class CartActor:
@@ -205,17 +263,17 @@ class CartActor:
         due: due time of the pending timer (unix seconds), None when there is none.
         timer: the runtime's wheel handle; never read by the actor.
         run: the current (or last) run number, 0 before the first abandonment.
-        step: index into ``store.schedule`` of the run's next step.
+        done: bit set of the step numbers the run has handled (bit ``k - 1``: step ``k``), 0 when none.
         since: abandonment time of the current run (unix seconds), None when not in a run.
         held: None, or a sorted tuple of ``(due_s, step_no, channel)`` postponed sends.
         touch: None, or ``(run, step_no, channel, at_s)`` of the last message sent (for attribution).
 
     The five run attributes (``run`` to ``touch``) live packed in one slot, ``packed_run``: None while
     they all have their initial values (a cart that never ran a flow: the common case among carts
-    being filled), else msgpack bytes of ``[run, step, since, held, touch]``. They are properties:
-    reading one unpacks (~0.3 µs; the last bytes unpacked are remembered, so a firing that reads them
-    twenty times unpacks once), writing one packs again; only the flow's paths (abandonment, steps,
-    deliveries) use them, never a cart update. Measured: 32 bytes less per active cart (four slots), and
+    being filled), else msgpack bytes of ``[run, -done, since, held, touch]`` (see :func:`pack_run`).
+    They are properties: reading one unpacks (~0.3 µs; the last bytes unpacked are remembered, so a
+    firing that reads them twenty times unpacks once), writing one packs again; only the flow's paths
+    (abandonment, steps, deliveries) use them, never a cart update. Measured: 32 bytes less per active cart (four slots), and
     for a cart in a run that has sent a message 64 bytes of ``packed_run`` instead of 152 of floats,
     tuples and slots.
     """
@@ -235,7 +293,7 @@ class CartActor:
         self.packed_run: bytes | None = None
 
     run: int = _run_field(0, "run")  # type: ignore[assignment]
-    step: int = _run_field(1, "step")  # type: ignore[assignment]
+    done: int = _DONE  # type: ignore[assignment]
     since: float | None = _run_field(2, "since")  # type: ignore[assignment]
     held: tuple[tuple[float, int, str], ...] | None = _run_field(3, "held")  # type: ignore[assignment]
     touch: tuple[int, int, str, float] | None = _run_field(4, "touch")  # type: ignore[assignment]
@@ -336,7 +394,7 @@ class CartActor:
 
     def _abandon(self, at: float, effects: list[Any]) -> None:
         self.run += 1
-        self.step = 0
+        self.done = 0
         self.since = at
         self.state = ABANDONED
         effects.append((METRIC, "abandoned", 1))
@@ -393,7 +451,7 @@ class CartActor:
         the cart, or idle and empty) is dropped at once.
         """
         self.since = None
-        self.step = 0
+        self.done = 0
         if self.run == 0 and not tombstone:
             self._disarm(effects)
         else:
@@ -459,10 +517,13 @@ class CartActor:
         expire_at = since + flow.expire_after_s
         contents = None
         horizon = now + _EPS_S
+        n = len(schedule)
+        done = self.done
         while True:
             held = self.held
             held_due = held[0][0] if held else _INF
-            step_due = since + schedule[self.step][0] if self.step < len(schedule) else _INF
+            i = _next_step(schedule, done)
+            step_due = since + schedule[i][0] if i < n else _INF
             if held_due <= step_due and held_due <= expire_at:
                 if held_due > horizon:
                     break
@@ -474,8 +535,9 @@ class CartActor:
             elif step_due <= expire_at:
                 if step_due > horizon:
                     break
-                _, step_no, step = schedule[self.step]
-                self.step += 1
+                _, step_no, step = schedule[i]
+                done |= 1 << (step_no - 1)
+                self.done = done
                 at = max(now, step_due)
                 if step.has_condition:
                     if contents is None:
@@ -494,7 +556,8 @@ class CartActor:
                 return
         held = self.held
         held_due = held[0][0] if held else _INF
-        step_due = since + schedule[self.step][0] if self.step < len(schedule) else _INF
+        i = _next_step(schedule, done)
+        step_due = since + schedule[i][0] if i < n else _INF
         self._arm(min(held_due, step_due, expire_at), TAG_STEP, effects)
 
     def _drop_held(self, effects: list[Any], outcome: str, reason: str, at: float) -> None:
@@ -517,8 +580,9 @@ class CartActor:
     def to_state(self) -> list[Any]:
         """Plain msgpack-able values (the timer handle is not saved: ``due`` is enough to re-arm).
 
-        ``[store, cart, profile, blob, state, flags, seen, due, run, step, since, held, touch]``; the run
-        fields in one unpack of ``packed_run`` (held sends and the last message come out as lists).
+        ``[store, cart, profile, blob, state, flags, seen, due, run, -done, since, held, touch]``; the run
+        fields in one unpack of ``packed_run`` (held sends and the last message come out as lists; ``done``
+        negated, see :func:`pack_run`).
         """
         packed = self.packed_run
         return [
@@ -544,14 +608,14 @@ class CartActor:
 
         The profile reference counts are the registry's business (:meth:`Registry.load_cart`).
         """
-        _, cart, profile, blob, state_name, flags, seen, due, run, step, since, held, touch = state
+        _, cart, profile, blob, state_name, flags, seen, due, run, neg_done, since, held, touch = state
         actor = cls(store, cart, profile, seen)
         actor.blob = blob
         actor.state = _STATE_OF[state_name]  # a dict lookup: CartState(value) costs ~1.5 µs per cart
         actor.flags = flags
         actor.due = due
         actor.run = run
-        actor.step = min(step, len(store.schedule))
+        actor.done = -stored_done(neg_done, store.schedule)  # a position, from an older snapshot: converted
         actor.since = since
         if held:
             n_steps = len(store.flow.steps)

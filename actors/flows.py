@@ -52,7 +52,7 @@ _T = TypeVar("_T")
 
 __all__ = [
     "CHANNELS", "WINDOWS", "Step", "Flow", "parse_flow", "flows_from_config", "BUILTIN_FLOWS",
-    "REVENUE_RECOVERY", "FOUR_TOUCH", "DEFAULT_FLOW",
+    "REVENUE_RECOVERY", "FOUR_TOUCH", "DEFAULT_FLOW", "MAX_STEPS",
 ]
 
 #: Channel names a step may use; they are the names of the ``[channels.*]`` tables.
@@ -60,6 +60,9 @@ CHANNELS = ("email", "push", "whatsapp", "sms", "webhook")
 #: Send windows a step may name; each store defines them (``whatsapp_window``).
 WINDOWS = ("whatsapp",)
 DEFAULT_FLOW = "revenue_recovery"
+#: Most steps a flow may have: a cart records the steps its run handled as one bit each, stored as a
+#: msgpack int64 (``actors.cart``).
+MAX_STEPS = 63
 
 _DAY_S = 86400.0
 _FLOW_KEYS = ("abandon_after", "expire_after", "attribution_window", "frequency_cap", "on_cap", "steps")
@@ -290,6 +293,9 @@ def parse_flow(name: str, table: object) -> Flow:
     if not isinstance(raw_steps, list) or not raw_steps:
         problems.append(FlowConfigError(
             f"{path}.steps", f"expected a non-empty list of step tables, got {describe(raw_steps)}"))
+        raw_steps = []
+    elif len(raw_steps) > MAX_STEPS:  # a run records the steps it handled in an int64 bitmask
+        problems.append(FlowConfigError(f"{path}.steps", f"at most {MAX_STEPS} steps, got {len(raw_steps)}"))
         raw_steps = []
     for i, raw in enumerate(raw_steps):
         step = attempt(_parse_step, f"{path}.steps[{i}]", raw)

@@ -130,6 +130,7 @@ GOOD_STEP: dict[str, Any] = {"after": "1h", "channels": ["email"]}
     ({"steps": [GOOD_STEP], "attribution_window": "100000000000000d"},
      'flows.vip.attribution_window: must be at most 3650d, got "100000000000000d"'),
     ({"steps": [{"after": "3651d", "channels": ["email"]}]}, 'flows.vip.steps[0].after: must be at most 3650d, got "3651d"'),
+    ({"steps": [GOOD_STEP] * 64}, "flows.vip.steps: at most 63 steps, got 64"),  # a cart keeps a bit per step
 ])
 def test_invalid_flow_config_names_the_field(table: Any, message: str) -> None:
     with pytest.raises(FlowConfigError) as info:

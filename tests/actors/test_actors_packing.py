@@ -40,11 +40,11 @@ def test_run_attributes_read_back_what_was_written_whichever_cart_was_read_last(
     b.run, b.since = 1, 10.0
     c.packed_run = bytes(b.packed_run)  # equal bytes, another object
     assert (a.run, a.since, a.held) == (1, 10.0, ((20.0, 1, "email"),))
-    assert (b.run, b.step, b.held, c.since) == (1, 0, None, 10.0)
-    b.step += 1
-    assert (c.step, b.step, a.step) == (0, 1, 0)
+    assert (b.run, b.done, b.held, c.since) == (1, 0, None, 10.0)
+    b.done |= 2
+    assert (c.done, b.done, a.done) == (0, 2, 0)
     a.held = [[30.0, 2, "push"]]  # as msgpack gives it: read back as tuples
     assert a.held == ((30.0, 2, "push"),) and b.held is None
-    a.run, a.step, a.since, a.held, a.touch = 0, 0, None, None, None
+    a.run, a.done, a.since, a.held, a.touch = 0, 0, None, None, None
     assert a.packed_run is None and (a.run, a.held) == (0, None) and b.since == 10.0
-    assert unpackb(b.packed_run) == [1, 1, 10.0, None, None]
+    assert unpackb(b.packed_run) == [1, -2, 10.0, None, None]  # done stored negated

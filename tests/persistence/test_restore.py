@@ -352,3 +352,25 @@ async def test_a_journal_piece_stored_twice_is_replayed_once(redis_server, tmp_p
     b = await start_engine(engines, config, tmp_path)
     assert b.restore_report is not None and b.restore_report.journal_events == 5
     assert states(b) == expected
+
+
+async def test_a_changed_whatsapp_delay_neither_repeats_nor_skips_a_step(store_url: str, tmp_path: Path,
+                                                                       engines: list) -> None:
+    """A store moves its WhatsApp step from 1h30m to 6h and restarts; a cart abandoned at 10:30 has had
+    steps 1 and 2 by 13:00. It still gets step 3 (the 4 h incentive email) and step 2 is not issued again
+    (the ledger would stop the send, but the message log would say 'sent' twice)."""
+    wa = {"name": "Acme", "timezone": "UTC", "whatsapp": {"phone_number_id": "1055501", "token": "tok"}}
+    event = cart_event("c1")
+    event["profile"].update(phone="+34600111222", consent={"email": True, "whatsapp": True})
+    a = await start_engine(engines, engine_config(tmp_path, store_url, stores={"shop1": wa}), tmp_path)
+    await feed(a, event)
+    await a.runtime.advance_clock(3 * HOUR)  # abandoned 10:30; 11:30 step 1, 12:00 step 2
+    assert [(r.step, r.channel) for r in a.runtime.msglog if r.outcome == "sent"] == [(1, "email"), (2, "whatsapp")]
+    await a.stop()
+
+    config = engine_config(tmp_path, store_url, stores={"shop1": dict(wa, whatsapp_delay="6h")})
+    b = await start_engine(engines, config, tmp_path)
+    await b.runtime.advance_clock(2 * 24 * HOUR)
+    sent = [(r.step, r.channel) for r in b.runtime.msglog if r.outcome == "sent"]
+    assert sent == [(1, "email"), (2, "whatsapp"), (3, "email"), (4, "email"), (5, "email")]
+    assert [m["channel"] for m in outbox_lines(tmp_path)].count("whatsapp") == 1
