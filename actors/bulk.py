@@ -195,7 +195,7 @@ def load_carts(registry: Any, store: str, flat: list[Any], *, counts: dict[str, 
                 run, done if done <= 0 else old_dones[done if done <= n_steps else n_steps], since,
                 ([[d, s, c] for d, s, c in sorted((d, s, c) for d, s, c in held if 1 <= s <= flow_steps)] or None)
                 if held else None,
-                None if touch is None else [touch[0], touch[1], touch[2], touch[3]],
+                None if touch is None else touch[:8],  # the last message, and the one before it if any
             ])
         else:
             a.packed_run = None

@@ -266,7 +266,10 @@ class CartActor:
         done: bit set of the step numbers the run has handled (bit ``k - 1``: step ``k``), 0 when none.
         since: abandonment time of the current run (unix seconds), None when not in a run.
         held: None, or a sorted tuple of ``(due_s, step_no, channel)`` postponed sends.
-        touch: None, or ``(run, step_no, channel, at_s)`` of the last message sent (for attribution).
+        touch: None, or ``(run, step_no, channel, at_s)`` of the last message sent (for attribution),
+            followed by the same four of the message of an earlier step sent before it, if any: an
+            order placed before the last message went out (its event arrived late) is attributed to
+            that one.
 
     The five run attributes (``run`` to ``touch``) live packed in one slot, ``packed_run``: None while
     they all have their initial values (a cart that never ran a flow: the common case among carts
@@ -296,7 +299,7 @@ class CartActor:
     done: int = _DONE  # type: ignore[assignment]
     since: float | None = _run_field(2, "since")  # type: ignore[assignment]
     held: tuple[tuple[float, int, str], ...] | None = _run_field(3, "held")  # type: ignore[assignment]
-    touch: tuple[int, int, str, float] | None = _run_field(4, "touch")  # type: ignore[assignment]
+    touch: tuple[Any, ...] | None = _run_field(4, "touch")  # type: ignore[assignment]
 
     # ------------------------------------------------------------------ contents
     def contents(self) -> tuple[list[dict[str, Any]], float, str | None, str | None]:
@@ -411,9 +414,11 @@ class CartActor:
         if value is None:
             value = self.contents()[1]
         touch = self.touch
+        if touch is not None and t < touch[3] and len(touch) > 4:
+            touch = touch[4:]  # bought before the last message went out (a late event): the one before it
         flow = self.store.flow
         if touch is not None and 0.0 <= t - touch[3] <= flow.attribution_window_s:
-            _, step_no, channel, _ = touch
+            step_no, channel = touch[1], touch[2]
             self.state = RECOVERED
             effects += [
                 (METRIC, "recovered", 1), (METRIC, "revenue", value),
@@ -621,7 +626,7 @@ class CartActor:
             n_steps = len(store.flow.steps)
             kept = tuple(sorted((d, s, c) for d, s, c in held if 1 <= s <= n_steps))  # the flow may have changed
             actor.held = kept or None
-        actor.touch = None if touch is None else (touch[0], touch[1], touch[2], touch[3])
+        actor.touch = None if touch is None else tuple(touch[:8])  # 4 values, or 8 with the message before
         return actor
 
     def describe(self) -> dict[str, Any]:
@@ -634,7 +639,7 @@ class CartActor:
             "payment_failed": bool(self.flags & PAYMENT_FAILED), "seen": self.seen, "abandoned_at": self.since,
             "held": [list(h) for h in self.held or ()],
             "last_message": None if self.touch is None else dict(
-                zip(("run", "step", "channel", "at"), self.touch, strict=True)
+                zip(("run", "step", "channel", "at"), self.touch[:4], strict=True)
             ),
         }
 

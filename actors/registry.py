@@ -389,20 +389,29 @@ class Registry:
     @staticmethod
     def _touch(actor: CartActor, intent: SendIntent, now: float) -> None:
         """Make ``intent`` the cart's last message unless a later one (or an earlier channel of the same
-        step, which gets the credit for the step) is already recorded."""
+        step, which gets the credit for the step) is already recorded.
+
+        The last message of an earlier step is kept behind it (``CartActor.touch``): an order event that
+        arrives after the next message went out, but was placed before it, is attributed to that one.
+        """
         touch = actor.touch
-        if touch is not None:
-            t_run, t_step, t_channel, _ = touch
-            if (t_run, t_step) > (intent.run, intent.step):
+        last = (intent.run, intent.step, _intern(intent.channel), now)
+        if touch is None:
+            actor.touch = last
+            return
+        t_run, t_step, t_channel = touch[0], touch[1], touch[2]
+        if (t_run, t_step) > (intent.run, intent.step):
+            return
+        if (t_run, t_step) == (intent.run, intent.step):
+            steps = actor.store.flow.steps
+            channels = steps[intent.step - 1].channels if 1 <= intent.step <= len(steps) else ()
+            if t_channel in channels and intent.channel in channels and (
+                channels.index(t_channel) <= channels.index(intent.channel)
+            ):
                 return
-            if (t_run, t_step) == (intent.run, intent.step):
-                steps = actor.store.flow.steps
-                channels = steps[intent.step - 1].channels if 1 <= intent.step <= len(steps) else ()
-                if t_channel in channels and intent.channel in channels and (
-                    channels.index(t_channel) <= channels.index(intent.channel)
-                ):
-                    return
-        actor.touch = (intent.run, intent.step, _intern(intent.channel), now)
+            actor.touch = last + touch[4:]  # the same step: the message before it stays the one before
+            return
+        actor.touch = last + touch[:4]
 
     # ------------------------------------------------------------------ snapshots
     def load_profile(self, store: str, state: list[Any] | tuple[Any, ...]) -> Profile:

@@ -191,3 +191,30 @@ def test_state_lists_and_rows_convert_both_ways() -> None:
         row_of_state(["demo", "c", None, b"", "lost", 0, 0.0, None, 0, 0, None, None, None])
     with pytest.raises(ValueError, match="expected a list of 13"):
         row_of_state(["demo", "c"])
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["load_cart", "chunks"])
+def test_the_message_before_the_last_is_kept_through_a_restore(bulk: bool) -> None:
+    """A cart keeps its last message and the one of the step before it (a late order placed between the
+    two is attributed to the earlier one); both come back from a snapshot."""
+    store = {"timezone": "UTC", "whatsapp": STORE["whatsapp"]}
+    reg = make_registry({"demo": store})
+    t0 = at("2024-05-15 10:00")
+    sim = Sim(reg, t0)
+    sim.apply(cart_event("A", prof=profile("p", phone="+34600111222")))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "A"})
+    sim.advance(t0 + 2 * HOUR)  # the 1 h email and the 1 h 30 min WhatsApp went out
+    touch = reg.cart("demo", "A").touch  # type: ignore[union-attr]
+    assert touch == (1, 2, "whatsapp", t0 + 1.5 * HOUR, 1, 1, "email", t0 + HOUR)
+    fresh = make_registry({"demo": store})
+    if bulk:
+        load_into(fresh, chunk_of(reg), profile_chunk(reg), TimingWheel(0))
+    else:
+        for sid, p in reg.profiles():
+            fresh.load_profile(sid, msgpack.unpackb(msgpack.packb(p.to_state())))
+        for actor in reg:
+            fresh.load_cart(msgpack.unpackb(msgpack.packb(actor.to_state())))
+    assert fresh.cart("demo", "A").touch == touch  # type: ignore[union-attr]
+    after = Sim(fresh, sim.now)
+    after.apply({"type": "order.completed", "store": "demo", "cart": "A", "order": "o", "ts": t0 + 80 * 60})
+    assert after.metrics["recovered.step.1"] == 1 and after.metrics["recovered.channel.email"] == 1

@@ -279,6 +279,30 @@ def test_late_order_on_expired_cart_is_still_attributed() -> None:
     assert sim.metrics["converted"] == 1
 
 
+def test_a_late_order_is_attributed_to_the_last_message_before_it() -> None:
+    """DESIGN.md: "if any recovery message went out, the cart is *recovered* and the order is attributed
+    to the last message". The 1 h email goes out, the shopper buys at 1 h 20 min, and the shop's order
+    event arrives at 2 h, after the 1 h 30 min WhatsApp went out: recovered, credited to the email."""
+    reg = make_registry({"demo": {"timezone": "UTC", "whatsapp": WA}})
+    t0 = at("2024-05-15 10:00")
+    sim = Sim(reg, t0)
+    sim.apply(cart_event(prof=profile(phone=PHONE)))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
+    sim.advance(t0 + 2 * HOUR)
+    assert [(w - t0, step, ch) for (w, _, step, ch) in sim.sent()] == [(HOUR, 1, "email"), (1.5 * HOUR, 2, "whatsapp")]
+    sim.apply({"type": "order.completed", "store": "demo", "cart": "c1", "order": "o1", "value": 64.0,
+               "ts": t0 + HOUR + 20 * MIN})
+    assert sim.metrics["recovered"] == 1 and sim.metrics["recovered.step.1"] == 1, dict(sim.metrics)
+    assert sim.metrics["recovered.channel.email"] == 1 and "converted" not in sim.metrics
+    # the same, bought before the first message: a conversion
+    sim.apply(cart_event("c2", prof=profile("p2", phone=PHONE)))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c2"})
+    t2 = sim.now
+    sim.advance(t2 + 2 * HOUR)
+    sim.apply({"type": "order.completed", "store": "demo", "cart": "c2", "order": "o2", "ts": t2 + 50 * MIN})
+    assert sim.metrics["converted"] == 1 and sim.metrics["recovered"] == 1
+
+
 def test_late_timers_send_late_but_keep_the_schedule() -> None:
     reg = make_registry({"demo": demo_store()})
     t0 = at("2024-05-15 10:00", MADRID) + 0.05  # not on a 100 ms tick
