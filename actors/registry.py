@@ -14,8 +14,9 @@ API (all times are unix seconds on the engine clock; calls return effects or Non
 
 Stores. Events for a store that has no ``[stores.NAME]`` table get a copy of ``default_store`` (or, when
 none is given, UTC, ``revenue_recovery``, no WhatsApp, unlimited credits, no incentive), made once per
-store id and kept in :attr:`stores`. The engine should reject unknown stores at ingest if it does not
-want that (each copy is a few hundred bytes).
+store id and kept in :attr:`stores` while the store has carts or profiles (or credits other than the
+default's, spent or adjusted): a copy is about 1 KB, and made-up store ids must not keep one each
+forever. The engine should reject unknown stores at ingest if it does not want them at all.
 
 Profiles live in their store's :class:`~actors.profiles.ProfileBook` (``reg.stores[s].profiles``);
 carts hold the profile id. A profile map in a cart event or in ``profile.updated`` is merged in at once,
@@ -89,7 +90,7 @@ class Registry:
         default_store: template rules for stores that are not configured (see module docstring).
     """
 
-    __slots__ = ("stores", "flows", "_default", "_carts", "_counts", "_size")
+    __slots__ = ("stores", "flows", "_default", "_made", "_carts", "_counts", "_size")
 
     def __init__(
         self, stores: Mapping[str, StoreRules] | None = None, flows: Mapping[str, Flow] | None = None, *,
@@ -98,6 +99,7 @@ class Registry:
         self.stores: dict[str, StoreRules] = dict(stores or {})
         self.flows: dict[str, Flow] = dict(flows if flows is not None else BUILTIN_FLOWS)
         self._default = default_store if default_store is not None else StoreRules("_default")
+        self._made: set[str] = set()  #: ids of the stores in :attr:`stores` copied from the default
         self._carts: dict[str, dict[str, CartActor]] = {}
         self._counts: dict[CartState, int] = {s: 0 for s in CartState}
         self._size = 0
@@ -109,6 +111,7 @@ class Registry:
         if rules is None:
             rules = self._default.for_store(store)
             self.stores[rules.id] = rules
+            self._made.add(rules.id)
         return rules
 
     def cart(self, store: str, cart: str) -> CartActor | None:
@@ -268,7 +271,8 @@ class Registry:
         return profile is not None and bool(profile.caps) and any(
             now < last[0] + cap_s for last in profile.caps.values())  # type: ignore[union-attr]
 
-    def _drop(self, actor: CartActor) -> None:
+    def _drop(self, actor: CartActor, *, forget_store: bool = True) -> None:
+        """Forget a cart; with ``forget_store``, also its store's default rules if nothing is left of it."""
         carts = self._carts.get(actor.store.id)
         if carts is None or carts.get(actor.cart) is not actor:
             return
@@ -279,6 +283,17 @@ class Registry:
         self._counts[actor.state] -= 1
         if actor.profile is not None:
             self._link(actor, None)
+        if not carts and forget_store:
+            self._forget_store(actor.store)
+
+    def _forget_store(self, rules: StoreRules) -> None:
+        """Drop the rules of an unconfigured store that has no carts, no profiles and the default's credits:
+        a new event for it gets the same copy again, so nothing is lost."""
+        sid = rules.id
+        if (sid in self._made and sid not in self._carts and not len(rules.profiles)
+                and rules.credits == self._default.credits and self.stores.get(sid) is rules):
+            del self.stores[sid]
+            self._made.discard(sid)
 
     def _engagement(self, etype: str, message: Any, store: str) -> list[Any] | None:
         """``message.opened`` / ``message.clicked``: count per step and channel (the id is the key).
@@ -292,9 +307,10 @@ class Registry:
         parts = message.rsplit(":", 3)
         what = "opened" if etype == "message.opened" else "clicked"
         effects: list[Any] = [(METRIC, what, 1)]
+        rules = self.stores.get(store, self._default)  # (no rules made for a store id only an id names)
         if (len(parts) == 4 and parts[0].startswith(store + ":") and parts[1].isascii() and parts[1].isdigit()
                 and parts[2].isascii() and parts[2].isdigit() and parts[3] in CHANNELS
-                and 0 < int(parts[2]) <= len(self.rules(store).flow.steps)):
+                and 0 < int(parts[2]) <= len(rules.flow.steps)):
             effects.append((METRIC, f"{what}.step.{parts[2]}", 1))
             effects.append((METRIC, f"{what}.channel.{parts[3]}", 1))
         return effects
@@ -434,7 +450,7 @@ class Registry:
             rules.profiles.upsert(pid, None)
         old = self._carts.get(rules.id, {}).get(actor.cart)
         if old is not None:
-            self._drop(old)
+            self._drop(old, forget_store=False)  # (``rules`` is about to hold ``actor``)
         self._add(actor)
         self._link(actor, pid)
         if actor.due is None:

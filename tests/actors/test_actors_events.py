@@ -208,6 +208,35 @@ def test_unknown_store_gets_default_rules() -> None:
     assert reg2.rules("x").timezone == "Europe/Madrid" and reg2.rules("x").credits == 5 and reg2.rules("x").id == "x"
 
 
+def test_an_unknown_stores_rules_are_forgotten_with_the_last_of_its_carts_and_profiles() -> None:
+    """Each made-up store id gets a copy of the default rules (~1 KB): it goes when nothing is left of the
+    store (no cart, no profile, the default's credits), not forever."""
+    reg = Registry({"demo": StoreRules("demo")}, None)
+    sim = Sim(reg, T0)
+    for i in range(50):
+        sim.apply(cart_event(f"c{i}", store=f"ghost{i}", prof=profile(f"p{i}")))
+    sim.apply(cart_event("c1", store="cleared", prof="p1"))
+    sim.apply({"type": "cart.cleared", "store": "cleared", "cart": "c1"})  # never ran a flow: gone at once
+    assert "cleared" not in reg.stores and len(reg.stores) == 51
+    sim.apply({"type": "profile.updated", "store": "lonely", "profile": {"id": "p", "email": "p@example.test"}})
+    sim.apply({"type": "message.opened", "store": "nowhere", "message": "nowhere:c1:1:1:email"})
+    sim.advance(T0 + 10 * DAY)  # every run expired and every tombstone's attribution window passed
+    assert len(reg) == 0 and reg.statistics()["profiles"] == 1
+    assert set(reg.stores) == {"demo", "lonely"}  # configured, or with a profile left
+    sim.apply(cart_event("c1", store="ghost1", prof=profile("p1")))  # the store comes back: rules again
+    sim.apply({"type": "session.ended", "store": "ghost1", "cart": "c1"})
+    sim.advance(sim.now + 2 * HOUR)
+    assert reg.cart("ghost1", "c1").store is reg.stores["ghost1"]  # type: ignore[union-attr]
+    assert sim.sent()[-1][2:] == (1, "email")
+    # credits other than the default's (spent) are kept with the rules
+    limited = Registry({}, None, default_store=StoreRules("tmpl", credits=5))
+    sim = Sim(limited, T0)
+    sim.apply(cart_event("c1", store="spent", prof=profile()))
+    sim.apply(cart_event("c1", store="unspent"))
+    sim.advance(T0 + 10 * DAY)
+    assert len(limited) == 0 and set(limited.stores) == {"spent"} and limited.stores["spent"].credits == 1  # 4 emails
+
+
 def test_events_for_unknown_carts_are_ignored() -> None:
     reg, _ = fresh()
     for etype in ("session.ended", "payment.failed", "cart.cleared"):
