@@ -45,7 +45,7 @@ from typing import Any
 
 from actors.cart import TAG_IDLE, TAG_PURGE, TAG_STEP, CartActor
 from actors.effects import LOG, METRIC, SCHEDULE, LogRecord, Outcome, SendIntent
-from actors.flows import BUILTIN_FLOWS, CHANNELS, Flow
+from actors.flows import BUILTIN_FLOWS, CHANNELS, MAX_STEPS, Flow
 from actors.profiles import Profile
 from actors.states import FINAL_STATES, IN_RUN, CartState
 from actors.steps import send_allowed_at
@@ -59,6 +59,9 @@ _UNLINK = frozenset({CartState.CONVERTED, CartState.RECOVERED, CartState.CLEARED
 _STATE_NAMES = tuple(s.value for s in CartState)
 _EMAIL = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+")
 _DIGITS = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+#: a step number as this engine writes it in a message id -> the number ("01" is not one: no int() of a
+#: client's string, and no metric series per spelling)
+_STEP_OF: dict[str, int] = {str(k): k for k in range(1, MAX_STEPS + 1)}
 #: a message asked a hair before its window opens goes (a wheel's rounding fires timers up to a few float
 #: ulps early; the actor counts that as due, and so does this check)
 _EARLY_S = 1e-3
@@ -299,8 +302,9 @@ class Registry:
         """``message.opened`` / ``message.clicked``: count per step and channel (the id is the key).
 
         The id comes from a client: only one shaped like an id this engine gives (``store:cart:run:step:
-        channel``, this store, a step of its flow, a channel a flow can use) is counted per step and
-        channel, so that made-up ids cannot add metric series and stats entries without bound.
+        channel``, this store, a step of its flow written as the engine writes it, a channel a flow can
+        use) is counted per step and channel, so that made-up ids cannot add metric series and stats
+        entries without bound.
         """
         if not isinstance(message, str):
             return None
@@ -309,8 +313,7 @@ class Registry:
         effects: list[Any] = [(METRIC, what, 1)]
         rules = self.stores.get(store, self._default)  # (no rules made for a store id only an id names)
         if (len(parts) == 4 and parts[0].startswith(store + ":") and parts[1].isascii() and parts[1].isdigit()
-                and parts[2].isascii() and parts[2].isdigit() and parts[3] in CHANNELS
-                and 0 < int(parts[2]) <= len(rules.flow.steps)):
+                and parts[3] in CHANNELS and _STEP_OF.get(parts[2], MAX_STEPS + 1) <= len(rules.flow.steps)):
             effects.append((METRIC, f"{what}.step.{parts[2]}", 1))
             effects.append((METRIC, f"{what}.channel.{parts[3]}", 1))
         return effects

@@ -188,7 +188,9 @@ def test_engagement_metrics() -> None:
     # ids this engine never gives are counted, but not per step and channel: a client must not be able to
     # add metric series (and stats entries) without bound
     for made_up in ("x:y:1:1:chan7", "demo:c1:1:1:fax", "demo:c1:1:99:email", "demo:c1:1:\u0661:email",
-                    "other:c1:1:1:email", "demo:c1:1:0:email", "demo:c1:x:1:email", "demo:c1:1:1:email}\r"):
+                    "other:c1:1:1:email", "demo:c1:1:0:email", "demo:c1:x:1:email", "demo:c1:1:1:email}\r",
+                    "demo:c1:1:01:email", "demo:c1:1:0003:email", "demo:c1:1:+1:email", "demo:c1:1: 1:email",
+                    f"demo:c1:1:{'0' * 5000}1:email"):  # (a step number spelled otherwise: one series each)
         effects = reg.apply({"type": "message.opened", "store": "demo", "message": made_up}, T0)
         assert effects == [(5, "opened", 1)], made_up
 
