@@ -78,6 +78,15 @@ def _event_time(event: Mapping[str, Any], now: float) -> float:
     return now if ts is None or ts > now else ts
 
 
+def _place(schedule: tuple[tuple[float, int, Any], ...], step_no: int) -> int:
+    """Where step ``step_no`` fires in a store's schedule (0: first); a step the flow no longer has (it
+    changed across a restart) after all of them, by number."""
+    for i, entry in enumerate(schedule):
+        if entry[1] == step_no:
+            return i
+    return len(schedule) + step_no
+
+
 def redact(text: str) -> str:
     """Mask email addresses and phone-like digit runs in a provider's error text (it goes to the log)."""
     text = _EMAIL.sub("<email>", text)
@@ -408,7 +417,8 @@ class Registry:
     @staticmethod
     def _touch(actor: CartActor, intent: SendIntent, now: float) -> None:
         """Make ``intent`` the cart's last message unless a later one (or an earlier channel of the same
-        step, which gets the credit for the step) is already recorded.
+        step, which gets the credit for the step) is already recorded. Later: of a later run, or of a step
+        further in the store's schedule (with ``whatsapp_delay = "6h"`` step 2 comes after step 3).
 
         The last message of an earlier step is kept behind it (``CartActor.touch``): an order event that
         arrives after the next message went out, but was placed before it, is attributed to that one.
@@ -419,7 +429,8 @@ class Registry:
             actor.touch = last
             return
         t_run, t_step, t_channel = touch[0], touch[1], touch[2]
-        if (t_run, t_step) > (intent.run, intent.step):
+        schedule = actor.store.schedule
+        if (t_run, _place(schedule, t_step)) > (intent.run, _place(schedule, intent.step)):
             return
         if (t_run, t_step) == (intent.run, intent.step):
             steps = actor.store.flow.steps

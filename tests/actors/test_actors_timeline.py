@@ -303,6 +303,21 @@ def test_a_late_order_is_attributed_to_the_last_message_before_it() -> None:
     assert sim.metrics["converted"] == 1 and sim.metrics["recovered"] == 1
 
 
+def test_with_a_6h_whatsapp_delay_the_whatsapp_step_is_the_last_message() -> None:
+    """``whatsapp_delay = "6h"`` sends step 2 after step 3: an order after it is attributed to it (the
+    last message), not to the 4 h email because 3 > 2."""
+    reg = make_registry({"demo": {"timezone": "UTC", "whatsapp": WA, "whatsapp_delay": "6h"}})
+    t0 = at("2024-05-15 08:00")
+    sim = Sim(reg, t0)
+    sim.apply(cart_event(prof=profile(phone=PHONE)))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
+    sim.advance(t0 + 7 * HOUR)
+    assert [(w - t0, step, ch) for (w, _, step, ch) in sim.sent()] == [
+        (HOUR, 1, "email"), (4 * HOUR, 3, "email"), (6 * HOUR, 2, "whatsapp")]
+    sim.apply({"type": "order.completed", "store": "demo", "cart": "c1", "order": "o1", "value": 64.0})
+    assert sim.metrics["recovered.step.2"] == 1 and sim.metrics["recovered.channel.whatsapp"] == 1, dict(sim.metrics)
+
+
 def test_late_timers_send_late_but_keep_the_schedule() -> None:
     reg = make_registry({"demo": demo_store()})
     t0 = at("2024-05-15 10:00", MADRID) + 0.05  # not on a 100 ms tick
