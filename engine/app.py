@@ -277,7 +277,17 @@ class Engine:
         """
         timeout_s = self.config.engine.sync_timeout_s
         if self.journaling:
-            await self.journal.wait_durable(self.journal.last_batch_lsn, timeout_s)
+            # The journal counts what the store acknowledged; the store is asked first whether it still
+            # holds it (a Redis restarted empty while the engine was idle): a loss makes the journal wait
+            # for the full rewrite. A store that does not answer: wait for the snapshot loop to reach it.
+            deadline = monotonic() + timeout_s
+            try:
+                reachable = await asyncio.wait_for(self.snapshotter.verify(), timeout_s)
+            except TimeoutError:
+                reachable = False
+            if not reachable:
+                await self.snapshotter.sync(max(deadline - monotonic(), 0.001))
+            await self.journal.wait_durable(self.journal.last_batch_lsn, max(deadline - monotonic(), 0.001))
             return
         await self.snapshotter.sync(timeout_s)
 

@@ -29,7 +29,9 @@ Failure: when the store refuses a commit, the cut's keys go back into the dirty 
 by the next cut), the store is reported down, and cuts are retried with back-off; ``sync`` callers
 keep waiting until their own ``sync_timeout`` and then hear an error naming the store. When the store
 comes back without the data it had (a Redis restarted without persistence), the next cut is full and
-rewrites the ledger, message log and event ids too.
+rewrites the ledger, message log and event ids too. A cut with nothing to write (an idle engine) still
+asks the store whether it holds the last cut (one probe) before it answers ``sync`` callers, so that a
+store that lost everything, or went away, is noticed without new events.
 
 Concurrency contract: one cut at a time (a lock); the hooks run on the loop thread only.
 
@@ -571,8 +573,9 @@ class Snapshotter:
             if not full and len(self.runtime.dirty or ()) > max(100_000, len(self.registry) // 4):
                 full = True  # a new generation, staged chunk by chunk, instead of one huge transaction
             if not full and self._unchanged():
-                self._idle_cut()
-                return 0.0
+                if await self._idle_cut():
+                    return 0.0
+                full = True  # the store lost our data (store_lost() ran): the full rewrite, now
             rewrite = self.rewrite
             if full:
                 self.gen += 1
@@ -654,13 +657,36 @@ class Snapshotter:
             return False
         return self._globals_now() == self._last_globals
 
-    def _idle_cut(self) -> None:
-        """Nothing changed: everything accepted so far is already durable; answer the waiters."""
+    async def _idle_cut(self) -> bool:
+        """Nothing changed since the last committed cut: what was accepted is durable if the store still
+        holds that cut. One probe (:meth:`Store.intact`, a ``GET`` on Redis) tells, before the waiters
+        hear ``synced``: a Redis restarted empty while the engine was idle is noticed here.
+
+        Returns:
+            True: the store holds the cut; the waiters are answered. False: it lost it (:meth:`store_lost`
+            ran; the caller writes the full rewrite for the waiters).
+
+        Raises:
+            StoreError: the store does not answer (reported down; the waiters keep waiting).
+        """
+        try:
+            intact = await self.store.intact(self.gen, self.epoch)
+        except StoreError as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self.health.down(exc, "probe")
+            raise
+        if not intact:
+            self.store_lost()
+            return False
+        if self.health.ok():
+            log.info("snapshot: store reachable again")
+        self.last_error = None
         waiters, self._waiters = self._waiters, []
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
         self.last_at = time.monotonic()
+        return True
 
     def _failed(self, cut: _Cut, full: bool, exc: BaseException, waiters: list[asyncio.Future[None]]) -> None:
         """A commit failed: put the cut's marks back so that the next cut writes them again.

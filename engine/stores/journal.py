@@ -182,9 +182,12 @@ class Journal:
     async def wait_durable(self, lsn: int, timeout_s: float) -> None:
         """Wait until every journal batch up to ``lsn`` is durable (appended, or covered by a cut).
 
+        After :meth:`lost_store_data` nothing counts until a cut covers the gap (the full rewrite).
+
         Raises:
             StoreUnavailable: not within ``timeout_s``; names the store and why.
         """
+        lsn = max(lsn, self.gap)
         if self.durable >= lsn:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -259,8 +262,10 @@ class Journal:
         self._wake.set()
 
     def lost_store_data(self) -> None:
-        """The store came back without our data: nothing up to now counts until a full snapshot."""
+        """The store came back without our data: nothing up to now counts until a full snapshot (``durable``
+        drops with it, so that ``sync`` waits for that snapshot)."""
         self.gap = max(self.gap, self.seq.lsn)
+        self.durable = 0
 
     # ------------------------------------------------------------------ the writer
     def start(self) -> None:
