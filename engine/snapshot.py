@@ -562,12 +562,24 @@ class Snapshotter:
     async def snapshot(self, *, full: bool = False) -> float:
         """Cut, encode and commit one snapshot; returns the seconds it took.
 
+        A cut refused because the store lost our data (:class:`StoreLost`: a Redis restarted empty) is
+        written again at once as the full rewrite that :meth:`store_lost` asks for: a graceful stop's
+        final snapshot must not fail on a store it can rewrite.
+
         Args:
             full: every cart (a new generation), not only the dirty ones.
 
         Raises:
             StoreError: the store refused it (the dirty marks are kept for the next attempt).
         """
+        try:
+            return await self._snapshot(full)
+        except StoreLost:
+            if not self.rewrite:
+                raise
+            return await self._snapshot(True)
+
+    async def _snapshot(self, full: bool) -> float:
         async with self._lock:
             full = full or self.want_full or bool(getattr(self.store, "wants_full", lambda: False)())
             if not full and len(self.runtime.dirty or ()) > max(100_000, len(self.registry) // 4):

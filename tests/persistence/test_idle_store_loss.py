@@ -30,6 +30,21 @@ async def test_sync_after_redis_restarted_empty_rewrites_before_answering(redis_
     assert states(b) == expected
 
 
+async def test_graceful_stop_after_redis_restarted_empty_writes_everything(redis_server: RedisServer, tmp_path: Path,
+                                                                          engines: list) -> None:
+    config = engine_config(tmp_path, redis_server.url)
+    a = await start_engine(engines, config, tmp_path)
+    for i in range(20):
+        await feed(a, cart_event(f"c{i}"))
+    await a.sync()
+    expected = states(a)
+    redis_server.restart()  # empty, and up again before the stop
+    await a.stop()  # its final full snapshot finds the data gone: it rewrites everything
+    assert a.final_snapshot_error is None, a.final_snapshot_error
+    b = await start_engine(engines, config, tmp_path)
+    assert states(b) == expected
+
+
 async def test_an_idle_engine_reports_a_dead_store(redis_server: RedisServer, tmp_path: Path, engines: list) -> None:
     config = engine_config(tmp_path, redis_server.url)
     a = await start_engine(engines, config, tmp_path)
