@@ -173,6 +173,12 @@ class Engine:
         fresh = await self.restore() < 0
         if fresh:
             await self.snapshotter.snapshot(full=True)  # generation 1: a base for every later journal entry
+        else:
+            try:
+                await self.snapshotter.claim()  # this process's epoch in the store: one engine per store
+            except StoreError as exc:
+                log.error("store %s: could not write this engine's epoch at start: %s", self.store.describe(), exc)
+                self.health.down(exc, "start")
         if self.ledger is not None:
             uncertain, resent = self.ledger.resolve()
             if uncertain or resent:

@@ -207,7 +207,10 @@ class Snapshotter:
         self.slice_budget_s = slice_budget_s
         self.stage_size = stage_size
         self.gen = 0
+        #: this process's epoch, written with every cut; the store's meta holds ``store_epoch`` (the
+        #: restored one until this process's first cut): another epoch there is another engine's
         self.epoch = os.urandom(8).hex()
+        self.store_epoch = self.epoch
         self.want_full = True  # the first cut of a fresh store is full (it creates generation 1)
         self.rewrite = False  # the store lost its data: rewrite ledger, log and ids with the next full cut
         self.dirty_profiles: set[tuple[str, str]] = set()
@@ -625,6 +628,7 @@ class Snapshotter:
                 self._failed(cut, full, exc, waiters)
                 raise
             self._dedup_unsent = []
+            self.store_epoch = self.epoch
             self._last_cut_lsn = cut.lsn
             self._last_globals = cut.globals
             took = time.perf_counter() - t0
@@ -657,7 +661,7 @@ class Snapshotter:
 
     def _unchanged(self) -> bool:
         """Nothing to write since the last committed cut (then a cut would only add an empty delta)."""
-        if self.gen == 0 or self.rewrite or self.runtime.dirty or self.dirty_profiles:
+        if self.gen == 0 or self.rewrite or self.store_epoch != self.epoch or self.runtime.dirty or self.dirty_profiles:
             return False
         if self.seq.lsn != self._last_cut_lsn or self._dedup_unsent:
             return False
@@ -682,7 +686,7 @@ class Snapshotter:
             StoreError: the store does not answer (reported down; the waiters keep waiting).
         """
         try:
-            intact = await self.store.intact(self.gen, self.epoch)
+            intact = await self.store.intact(self.gen, self.store_epoch)
         except StoreError as exc:
             self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self.health.down(exc, "probe")
@@ -744,6 +748,19 @@ class Snapshotter:
             reason = self.health.error or self.last_error or "no snapshot committed in time"
             raise StoreUnavailable(f"not durable after {timeout_s:g} s: store {self.store.describe()}: {reason}") from None
 
+    async def claim(self) -> None:
+        """A restored engine writes its own epoch into the store's meta at start (stores that can:
+        Redis), so that an engine still writing there with the restored epoch finds it taken.
+
+        Raises:
+            StoreError: not written (then the first cut writes it: it is never an idle one).
+        """
+        claim = getattr(self.store, "claim", None)
+        if claim is None or self.gen == 0 or self.store_epoch == self.epoch:
+            return
+        await claim(self.epoch)
+        self.store_epoch = self.epoch
+
     def request_full(self) -> None:
         """Make the next cut a full one (compaction, recovery after data loss)."""
         self.want_full = True
@@ -764,7 +781,7 @@ class Snapshotter:
         if self.gen == 0:
             return True
         try:
-            intact = await self.store.intact(self.gen, self.epoch)
+            intact = await self.store.intact(self.gen, self.store_epoch)
         except StoreError as exc:
             self.health.down(exc, "probe")
             return False

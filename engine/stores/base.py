@@ -57,6 +57,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreLost",
+    "StoreTaken",
     "StoreUnavailable",
     "cart_field",
     "event_partition",
@@ -88,6 +89,12 @@ class StoreUnavailable(StoreError):
 class StoreLost(StoreUnavailable):
     """The store answers, but without the data this engine wrote (a Redis restarted without
     persistence, or flushed): everything must be written again (a full snapshot, the ledger...)."""
+
+
+class StoreTaken(StoreUnavailable):
+    """Another engine process writes to this store (its meta names another epoch): two engines on one
+    store database would both restore the same carts and send every message twice. This engine stops
+    writing there (it runs from memory, reported down) instead of overwriting the other's state."""
 
 
 class CorruptStore(StoreError):
@@ -324,7 +331,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def intact(self, gen: int, epoch: str) -> bool:
         """Whether the store still holds generation ``gen`` written by ``epoch`` (False: it lost its
-        data, e.g. a Redis restarted without persistence, or another process wrote over it)."""
+        data, e.g. a Redis restarted without persistence).
+
+        Raises:
+            StoreTaken: another process wrote over it (a store that can tell).
+            StoreUnavailable: no answer.
+        """
 
     async def rotate(self, cut: int) -> None:
         """A cut up to ``cut`` is committed: journal records up to it may be dropped (default: nothing)."""

@@ -62,6 +62,7 @@ from engine.stores.base import (
     SnapshotWrite,
     Store,
     StoreLost,
+    StoreTaken,
     StoreUnavailable,
     check_meta,
 )
@@ -164,6 +165,7 @@ class RedisStore(Store):
         self._lock = asyncio.Lock()
         self._gen = 0
         self._expect: tuple[int, str] | None = None  # (generation, epoch) of the meta we wrote last
+        self._meta_raw: bytes | None = None  # the meta read() found, until claim() rewrites it
         self._began = 0  # generation whose full write begin_full() prepared
         self._staged_chunks = 0  # chunk fields staged for that generation
         self._old_partitions = partitions
@@ -206,7 +208,7 @@ class RedisStore(Store):
 
         Raises:
             StoreUnavailable: connection problems, EXECABORT, a watched key that changed.
-            StoreLost: the guard's check failed.
+            StoreLost, StoreTaken: the guard's check failed.
             CorruptStore: a WRONGTYPE reply (names the key).
         """
         if not commands:
@@ -246,7 +248,7 @@ class RedisStore(Store):
         except (TimeoutError, RedisError, OSError) as exc:
             await conn.disconnect()
             raise StoreUnavailable(f"{self.describe()}: {exc or type(exc).__name__}") from None
-        except StoreLost:
+        except (StoreLost, StoreTaken):
             raise
         except BaseException:
             await conn.disconnect()  # cancelled mid-reply: the connection's state is unknown
@@ -270,7 +272,8 @@ class RedisStore(Store):
         return result
 
     def _check_meta(self, raw: Any) -> None:
-        """Guard: the meta is the one this engine wrote last (else Redis lost or replaced our data)."""
+        """Guard: the meta is the one this engine wrote last (else Redis lost our data: StoreLost, or another
+        engine writes here: StoreTaken)."""
         expect = self._expect
         if expect is None:
             return
@@ -280,10 +283,19 @@ class RedisStore(Store):
                 meta = msgpack.unpackb(raw, raw=False, strict_map_key=False)
             except Exception:  # noqa: BLE001 - unreadable meta: not ours
                 meta = None
-        if not isinstance(meta, dict) or (meta.get("gen"), meta.get("epoch")) != expect:
+        if isinstance(meta, dict) and meta.get("epoch") != expect[1]:
+            raise self._taken(meta)
+        if not isinstance(meta, dict) or meta.get("gen") != expect[0]:
             found = "nothing" if raw is None else f"generation {meta.get('gen') if isinstance(meta, dict) else '?'}"
             raise StoreLost(f"{self.describe()}: {META.decode()} holds {found}, not generation {expect[0]} of this "
                             "engine (Redis restarted without persistence, or was flushed)")
+
+    def _taken(self, meta: dict[str, Any]) -> StoreTaken:
+        return StoreTaken(
+            f"{self.describe()}: {META.decode()} was written by another engine (epoch {meta.get('epoch')!r}, "
+            f"generation {meta.get('gen')!r}): two engines use this store; this one stops writing to it and "
+            "runs from memory. One engine owns a store database: stop the other (or give it its own database), "
+            "then restart this one")
 
     @staticmethod
     def _benign(error: ResponseError, command: tuple[Any, ...]) -> bool:
@@ -461,6 +473,30 @@ class RedisStore(Store):
             await self._send(extra, transaction=False)
         self._old_partitions = self.partitions
 
+    async def claim(self, epoch: str) -> None:
+        """Write ``epoch`` (a restored engine's own) into the meta that :meth:`read` found, if it is still
+        there unchanged; from now on the guards expect it.
+
+        Raises:
+            StoreLost, StoreTaken: the meta changed since it was read (another engine still commits
+            there: StoreTaken). StoreUnavailable: no answer.
+        """
+        raw = self._meta_raw
+        if raw is None or self._expect is None:
+            return
+        meta = {**msgpack.unpackb(raw, raw=False, strict_map_key=False), "epoch": epoch}
+
+        def unchanged(value: Any) -> None:
+            if value != raw:
+                self._check_meta(value)  # gone: StoreLost; another epoch: StoreTaken
+                raise self._taken(msgpack.unpackb(value, raw=False, strict_map_key=False))  # same epoch, newer cut
+
+        async with self._lock:
+            await self._send([(b"SET", META, msgpack.packb(meta, use_bin_type=True))], transaction=True,
+                             guard=(META, unchanged), watch=True)
+        self._meta_raw = None
+        self._expect = (self._expect[0], epoch)
+
     async def intact(self, gen: int, epoch: str) -> bool:
         raw = await self._call(b"GET", META)
         if raw is None:
@@ -469,7 +505,9 @@ class RedisStore(Store):
             meta = msgpack.unpackb(raw, raw=False, strict_map_key=False)
         except Exception:  # noqa: BLE001 - unreadable meta: not ours
             return False
-        return isinstance(meta, dict) and meta.get("gen") == gen and meta.get("epoch") == epoch
+        if isinstance(meta, dict) and meta.get("epoch") != epoch:
+            raise self._taken(meta)
+        return isinstance(meta, dict) and meta.get("gen") == gen
 
     # ------------------------------------------------------------------ reading
     async def read(self, progress: Progress) -> Loaded | None:
@@ -491,6 +529,7 @@ class RedisStore(Store):
         gen, cut, parts = meta["gen"], meta["cut"], meta["partitions"]
         self._gen = gen
         self._expect = (gen, meta["epoch"])
+        self._meta_raw = raw
         self._old_partitions = parts
         writing = await self._call(b"GET", WRITING)
         if writing is not None and writing != b"%d" % gen:

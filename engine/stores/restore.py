@@ -137,7 +137,9 @@ def restore(loaded: Loaded, *, runtime: Any, ledger: Any, snapshotter: Any, seq:
             gc.enable()
         gc.freeze()  # what was restored is long-lived: keep it out of the collector's generations
     snapshotter.gen = meta["gen"]
-    snapshotter.epoch = meta["epoch"]
+    # The store holds the restored epoch until this process writes its own (Snapshotter.claim, at
+    # start): an epoch names one process, so a second engine on the store is noticed.
+    snapshotter.store_epoch = meta["epoch"]
     snapshotter.want_full = meta["partitions"] != partitions  # re-lay the keys out in the new partitions
     return report
 
