@@ -201,6 +201,7 @@ class JournalBatch:
     lsn: int
     now: float
     events: list[tuple[Any, ...]]
+    where: str = ""  #: read back from a store: the key or file it came from (error messages)
 
     @classmethod
     def unpack(cls, data: bytes, *, where: str) -> JournalBatch:
@@ -223,7 +224,7 @@ class JournalBatch:
                 raise ValueError("an event is not a map with a store")
         except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data naming the key
             raise CorruptStore(f"{where}: not a cartwheel journal entry ({type(exc).__name__}: {exc})") from None
-        return cls(lsn, float(now), pairs)
+        return cls(lsn, float(now), pairs, where)
 
 
 @dataclass(slots=True)
@@ -362,4 +363,25 @@ def check_meta(meta: Any, *, where: str) -> dict[str, Any]:
             raise CorruptStore(f"{where}: field {key!r} missing or not a {kind.__name__}")
     if not 1 <= meta["partitions"] <= 16384:
         raise CorruptStore(f"{where}: partitions {meta['partitions']!r} out of range")
+    at = meta.get("at")
+    if at is not None and (isinstance(at, bool) or not isinstance(at, (int, float))):
+        raise CorruptStore(f"{where}: field 'at' is not a time in seconds: {str(at)[:40]!r}")
     return meta
+
+
+def dedup_newest(ids: Any, *, where: str) -> float:
+    """The newest time in a decoded event-id blob ``[[store, id, t], ...]``.
+
+    Raises:
+        CorruptStore: naming ``where``, when it is not such a list.
+    """
+    newest = 0.0
+    try:
+        for store, event_id, t in ids:
+            if not isinstance(store, str) or not isinstance(event_id, str) or isinstance(t, bool) \
+                    or not isinstance(t, (int, float)):
+                raise TypeError(f"{[store, event_id, t]!r:.80} is not [store, id, time]")
+            newest = max(newest, t)
+    except (TypeError, ValueError) as exc:
+        raise CorruptStore(f"{where}: not cartwheel event ids ({exc})") from None
+    return newest

@@ -65,6 +65,7 @@ from engine.stores.base import (
     StoreTaken,
     StoreUnavailable,
     check_meta,
+    dedup_newest,
 )
 
 __all__ = ["CHUNK", "RedisStore"]
@@ -221,6 +222,7 @@ class RedisStore(Store):
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"{self.describe()}: {exc}") from None
         head = 0
+        replies: list[Any] = []
         try:
             if guard is not None and watch:
                 await conn.send_packed_command([_pack((b"WATCH", guard[0])), _pack((b"GET", guard[0]))], check_health=False)
@@ -241,10 +243,12 @@ class RedisStore(Store):
                 await conn.send_packed_command([_pack(c) for c in commands[start:start + 4]], check_health=False)
                 if len(commands) > 4:
                     await asyncio.sleep(0)
-            replies = [await conn.read_response() for _ in commands]
+            for _ in commands:
+                replies.append(await conn.read_response())
         except ResponseError as exc:
             await conn.disconnect()
-            raise self._response_error(exc, commands) from None
+            # the failing reply's own command names the key (not the whole pipeline's)
+            raise self._response_error(exc, commands[len(replies):len(replies) + 1] or commands) from None
         except (TimeoutError, RedisError, OSError) as exc:
             await conn.disconnect()
             raise StoreUnavailable(f"{self.describe()}: {exc or type(exc).__name__}") from None
@@ -605,11 +609,12 @@ class RedisStore(Store):
             log_records.extend(records)
         dedup: list[Any] = []
         for name, blob in self._in_field_order(DEDUP, await self._hgetall(DEDUP)):
+            where = f"{self.describe()}: key {DEDUP.decode()} field {name!r}"
             try:
                 ids = msgpack.unpackb(blob, raw=False, strict_map_key=False)
-                self._dedup_fields[name] = max((i[2] for i in ids), default=0.0)
             except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data naming the key
-                raise CorruptStore(f"{self.describe()}: key {DEDUP.decode()} field {name!r}: {exc}") from None
+                raise CorruptStore(f"{where}: {exc}") from None
+            self._dedup_fields[name] = dedup_newest(ids, where=where)
             dedup.append((self._dedup_fields[name], blob))
         self._field_no = max([self._field_no, *(int(f) for f in self._log_fields), *(int(f) for f in self._dedup_fields)])
         return Loaded(meta=meta, carts=carts, profiles=profiles, ledger=ledger, journal=journal,

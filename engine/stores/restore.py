@@ -42,6 +42,7 @@ from engine.stores.base import (
     JournalBatch,
     Loaded,
     Sequence,
+    dedup_newest,
     profile_state,
     split_field,
 )
@@ -293,10 +294,12 @@ def _load_globals(loaded: Loaded, meta: dict[str, Any], runtime: Any, snapshotte
         snapshotter.dedup_blobs.append((blob_t, blob))
         if deduper is None or blob_t < window_start:
             continue
+        where = f"event ids of generation {meta.get('gen')}"
         try:
             ids = _unpackb(blob, raw=False)
         except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data
-            raise CorruptStore(f"event ids of generation {meta.get('gen')}: not msgpack ({exc})") from None
+            raise CorruptStore(f"{where}: not msgpack ({exc})") from None
+        dedup_newest(ids, where=where)
         for store, event_id, t in ids:
             if t >= window_start:
                 Deduper.seen(deduper, store, event_id, t)  # the base method: not recorded again
@@ -310,9 +313,11 @@ def _replay(loaded: Loaded, runtime: Any, ledger: Any, deduper: Deduper | None, 
     for piece in loaded.journal:
         batch = batches.get(piece.lsn)
         if batch is None:
-            batches[piece.lsn] = JournalBatch(piece.lsn, piece.now, list(piece.events))
+            batches[piece.lsn] = JournalBatch(piece.lsn, piece.now, list(piece.events), piece.where)
         else:
             batch.events.extend(piece.events)
+            if piece.where not in batch.where:
+                batch.where += f", {piece.where}"
     items: list[tuple[int, int, int, Any]] = []
     for n, batch in enumerate(batches.values()):
         events = batch.events
@@ -345,7 +350,11 @@ def _replay(loaded: Loaded, runtime: Any, ledger: Any, deduper: Deduper | None, 
                 event_id = event.get("id")
                 if event_id is not None and seen is not None and seen(event["store"], event_id, item.now):
                     continue
-                apply(event, item.now)
+                try:
+                    apply(event, item.now)
+                except Exception as exc:  # noqa: BLE001 - stored bytes: an event the engine cannot apply
+                    raise CorruptStore(f"{item.where or 'journal'}: batch lsn {item.lsn}: not a cartwheel event "
+                                       f"({type(exc).__name__}: {exc}): {str(event)[:120]}") from None
                 report.journal_events += 1
         else:
             report.late_outcomes += 1

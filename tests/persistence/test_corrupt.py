@@ -149,3 +149,69 @@ async def test_corrupt_chunk_in_redis_names_key_and_chunk(redis_server: RedisSer
     redis_server.command("HSET", key, name, b"\xc1")  # not even msgpack
     error = await _start_fails(config, tmp_path)
     assert key.decode() in str(error) and f"not a cartwheel {what} chunk" in str(error)
+
+
+async def _seed(redis_server: RedisServer, tmp_path: Path, engines: list, durability: str = "snapshot") -> object:
+    """A store holding one cart c1 (in journal durability: in the journal, after the cut)."""
+    config = engine_config(tmp_path, redis_server.url, durability=durability)
+    a = await start_engine(engines, config, tmp_path)
+    await feed(a, cart_event("c1", id="e1"))
+    if durability == "snapshot":
+        await a.stop()
+    else:
+        await crash(a)
+    return config
+
+
+async def test_a_wrong_type_partition_key_is_named_itself(redis_server: RedisServer, tmp_path: Path,
+                                                          engines: list) -> None:
+    config = await _seed(redis_server, tmp_path, engines)
+    redis_server.command("SET", "cw:{p9}:intents", "not a hash")  # a foreign string where a hash belongs
+    error = await _start_fails(config, tmp_path)
+    assert "key cw:{p9}:intents holds data of another type" in str(error), str(error)
+
+
+def _set_meta(redis_server: RedisServer, **fields: object) -> None:
+    meta = msgpack.unpackb(redis_server.command("GET", "cw:{g}:meta"), raw=False)
+    meta.update(fields)
+    redis_server.command("SET", "cw:{g}:meta", msgpack.packb(meta))
+
+
+async def test_a_meta_time_that_is_not_a_number_is_named(redis_server: RedisServer, tmp_path: Path,
+                                                         engines: list) -> None:
+    config = await _seed(redis_server, tmp_path, engines)
+    _set_meta(redis_server, at="yesterday")
+    error = await _start_fails(config, tmp_path)
+    assert "cw:{g}:meta" in str(error) and "'at'" in str(error), str(error)
+
+
+async def test_event_ids_with_a_time_that_is_not_a_number_are_named(redis_server: RedisServer, tmp_path: Path,
+                                                                    engines: list) -> None:
+    config = await _seed(redis_server, tmp_path, engines)
+    redis_server.command("HSET", "cw:{g}:dedup", "999", msgpack.packb([["shop1", "e9", "noon"]]))
+    error = await _start_fails(config, tmp_path)
+    assert "cw:{g}:dedup field b'999'" in str(error) and "not cartwheel event ids" in str(error), str(error)
+
+
+async def test_a_journal_event_the_engine_cannot_apply_is_named(redis_server: RedisServer, tmp_path: Path,
+                                                                engines: list) -> None:
+    config = await _seed(redis_server, tmp_path, engines, durability="journal")
+    from engine.stores.base import event_partition
+
+    key = f"cw:{{p{event_partition(cart_event('c1'), 16)}}}:journal"
+    assert redis_server.command("XRANGE", key, "-", "+"), "the journal holds the event"
+    redis_server.command("XADD", key, "999999-0", "g", msgpack.packb([[999999, 1.0, [[0, {"store": "shop1"}]]]]))
+    error = await _start_fails(config, tmp_path)
+    assert f"{key} entry 999999-0" in str(error) and "not a cartwheel event" in str(error), str(error)
+
+
+def test_cartwheel_run_on_a_meta_time_that_is_not_a_number_exits_3(redis_server: RedisServer, tmp_path: Path) -> None:
+    redis_server.command("SET", "cw:{g}:meta", msgpack.packb({
+        "format": "cartwheel-store/3", "gen": 1, "cut": 0, "partitions": 16, "epoch": "x", "at": "yesterday"}))
+    cfg = tmp_path / "cartwheel.toml"
+    cfg.write_text(f'[engine]\ningest_tcp = "127.0.0.1:0"\ningest_unix = ""\nadmin_unix = "{tmp_path / "a.sock"}"\n'
+                   f'store = "{redis_server.url}"\nclock = "manual"\n')
+    proc = subprocess.run([EXE, "run", "--config", str(cfg)], cwd=tmp_path, capture_output=True, timeout=60, check=False,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.returncode == 3 and b"Traceback" not in proc.stderr, (proc.returncode, proc.stderr[-300:])
+    assert b"cw:{g}:meta" in proc.stderr
