@@ -213,6 +213,9 @@ class Engine:
         return path if path.is_absolute() else self.base_dir / path
 
     def _apply_journaled(self, event: dict[str, Any], now: float) -> None:
+        if not self.journal.frame:
+            # a frame's first event: fire what is due first, as replay does before each batch
+            self.runtime.fire_due(now, limit=1 << 30)
         self.runtime.apply_event(event, now)
         self.journal.add_events(event, now)
 
@@ -243,10 +246,17 @@ class Engine:
             self.restoring = False
 
     async def stop(self) -> None:
-        """Graceful stop: stop accepting, drain sends, stop ticking, flush, final snapshot."""
+        """Graceful stop: stop accepting, record the sends already issued (so that they reach the pools),
+        drain the pools (what is still queued, or issued after, is recorded as unsent and goes after the
+        restart), stop ticking, flush, final snapshot."""
         await self.ingest.stop_accepting()
+        if self.ledger is not None and self.ledger.waiting():
+            try:  # sends issued just before: their records made durable, they reach the pools
+                await self.journal.flush(min(self.config.engine.sync_timeout_s, 5.0))
+            except (TimeoutError, StoreError) as exc:
+                log.error("stop: intents not recorded: %s", exc)
         if self.dispatcher is not None and hasattr(self.dispatcher, "stop"):
-            await self.dispatcher.stop()
+            await self.dispatcher.stop()  # (an intent recorded after this is kept as unsent)
         await self.runtime.stop()
         await self.snapshotter.stop()
         try:

@@ -112,6 +112,11 @@ class ChannelDispatcher:
         self._offer(intent)
 
     def _offer(self, intent: SendIntent) -> None:
+        if self._stopping and self.ledger is not None:
+            # recorded after the pools stopped (the tick driver fired it during the drain): it did not go
+            # out; the ledger keeps it as unsent and it is sent after the restart
+            self.ledger.done(intent, "failed", unsent=True)
+            return
         pool = self.pools.get(intent.channel)
         if pool is None:
             self.runtime.delivered(intent, "failed", self.runtime.now(), detail=f"no channel {intent.channel!r} configured")

@@ -212,6 +212,8 @@ class Runtime:
             cart = event.get("cart")
             if cart is not None:
                 dirty.add((event["store"], cart))
+                if "profile" in event and self.on_dirty is not None:
+                    self.on_dirty(event)  # the profile map may change a profile the cart then leaves
             elif self.on_dirty is not None:
                 self.on_dirty(event)
         effects = self.registry.apply(event, now)

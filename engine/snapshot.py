@@ -239,12 +239,15 @@ class Snapshotter:
 
     # ------------------------------------------------------------------ dirty marks
     def _on_dirty_event(self, event: dict[str, Any]) -> None:
-        """An applied event without a cart (rare): a profile update marks its profile."""
-        if event.get("type") == "profile.updated":
-            ref = event.get("profile")
-            pid = ref.get("id") if isinstance(ref, dict) else None
-            if isinstance(pid, str):
-                self.mark_profile(event["store"], pid)
+        """An applied event that names a profile marks it: a ``profile.updated``, and a cart event carrying
+        a profile map or id (the cart's own dirty mark writes only the profile the cart points at *after*
+        the event: a cart bought or cleared by then no longer points at the profile the event changed)."""
+        ref = event.get("profile")
+        pid = ref.get("id") if isinstance(ref, dict) else ref
+        if isinstance(ref, dict) and not (isinstance(pid, str) and pid) and isinstance(event.get("cart"), str):
+            pid = "~" + event["cart"]
+        if isinstance(pid, str) and pid:
+            self.mark_profile(event["store"], pid)
 
     def mark_profile(self, store: str, pid: str) -> None:
         self.dirty_profiles.add((store, pid))
