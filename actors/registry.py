@@ -126,6 +126,19 @@ class Registry:
             self._made.add(rules.id)
         return rules
 
+    def restore_credits(self, saved: Mapping[str, Any]) -> None:
+        """Email credit balances from a snapshot, where the config still limits the store's credits.
+
+        A store the config now leaves unlimited (``credits`` removed) stays unlimited: the saved balance
+        (0, say) is the old limit's. The config's number is a starting balance: a restart keeps the
+        balance spent down (or topped up with the admin ``credits`` command) instead."""
+        for sid, credits in saved.items():
+            if self.stores.get(sid) is None and self._default.credits is None:
+                continue  # an unconfigured store whose default rules are unlimited
+            rules = self.rules(sid)
+            if rules.credits is not None and type(credits) is int and credits >= 0:
+                rules.credits = credits
+
     def cart(self, store: str, cart: str) -> CartActor | None:
         """The live actor of ``(store, cart)``, or None."""
         carts = self._carts.get(store)

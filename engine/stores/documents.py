@@ -110,15 +110,13 @@ def restore_state(registry: Any, data: bytes, *, source: str) -> list[Any]:
     gc.disable()
     try:
         if fmt == _LEGACY_FORMAT:
-            for sid, credits in (doc.get("credits") or {}).items():
-                registry.rules(sid).credits = credits
+            registry.restore_credits(doc.get("credits") or {})
             for store, state in doc.get("profiles") or ():
                 registry.load_profile(store, state)
             for state in doc.get("carts") or ():
                 effects.extend(registry.load_cart(state) or ())
             return effects
-        for sid, credits in ((doc.get("meta") or {}).get("credits") or {}).items():
-            registry.rules(sid).credits = credits
+        registry.restore_credits((doc.get("meta") or {}).get("credits") or {})
         for name, value in _fields(doc.get("profiles") or (), _profile_states):
             registry.load_profile(*profile_state(name, value))
         for name, value in _fields(doc.get("carts") or (), _cart_states):

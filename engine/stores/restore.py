@@ -266,8 +266,7 @@ def _load_globals(loaded: Loaded, meta: dict[str, Any], runtime: Any, snapshotte
     registry = runtime.registry
     stats = runtime.stats
     try:
-        for sid, credits in (meta.get("credits") or {}).items():
-            registry.rules(sid).credits = credits
+        registry.restore_credits(meta.get("credits") or {})
         metrics = getattr(stats, "metrics", None)
         if metrics is not None:
             for name, value in (meta.get("metrics") or {}).items():
