@@ -19,7 +19,7 @@ from tests.persistence.helpers import (
 
 
 async def test_graceful_stop_and_restart_restores_everything(store_url: str, tmp_path: Path, engines: list) -> None:
-    config = engine_config(tmp_path, store_url)
+    config = engine_config(tmp_path, store_url, stores={"shop1": {"name": "Acme", "timezone": "UTC", "credits": 10_000}})
     a = await start_engine(engines, config, tmp_path)
     for i in range(200):
         await feed(a, cart_event(f"c{i}", value=10.0 + i))
