@@ -30,7 +30,10 @@ Pruning. An entry is needed only while an actor could issue its key again, i.e. 
 cart states are past the send is committed. So an entry is dropped when it is done and both its issue
 and its outcome are covered by a committed cut (:meth:`prunable`). Entries loaded at restore whose
 issue is *not* covered by the snapshot they were restored with are kept until their key is issued again
-(or their cart's run is over): the cart will issue them again when its timer fires.
+(or their cart's run is over): the cart will issue them again when its timer fires. Such an entry is
+stored as such (issue lsn ``-1``) by the first cut after the restore (:meth:`marks`): that cut covers
+the lsn the entry was stored with, so a restore from it would take the send as covered by carts that are
+still before it, and the cut after would prune the key.
 """
 from __future__ import annotations
 
@@ -150,6 +153,8 @@ class IntentLedger:
         self._held: dict[str, SendIntent] = {}
         self._ready: set[str] = set()  # held during restore, record durable
         self._waiting = 0
+        #: keys loaded as issued again whose stored entry still has its old issue lsn (see :meth:`marks`)
+        self._unmarked: set[str] = set()
         self.recorded = 0  # counters (stats)
         self.suppressed = 0
         self.uncertain = 0
@@ -303,6 +308,8 @@ class IntentLedger:
     def load(self, entries: list[Entry], cut: int) -> None:
         """Entries read from the store; ``cut`` is the lsn of the snapshot the carts came from."""
         for entry in entries:
+            if entry.issue_lsn > cut:
+                self._unmarked.add(entry.intent.key)
             if entry.issue_lsn > cut or entry.issue_lsn < 0:
                 entry.issue_lsn = _UNCONSUMED  # its cart's snapshot predates the send: it will issue it again
             self.entries[entry.intent.key] = entry
@@ -380,8 +387,23 @@ class IntentLedger:
                 out.setdefault(entry.part, []).append(entry.intent.key.encode())
         return out
 
+    def marks(self) -> dict[int, list[bytes]]:
+        """Entries loaded as issued again whose stored copy still has the issue lsn it was stored with,
+        packed (partition -> [key, entry, key, entry, ...]): the cut writes them as they are now (issue
+        lsn ``-1``, or the lsn of their new issue). The cut covers the old lsn (restore continues the lsn
+        counter above it), while their carts may still be before the send."""
+        out: dict[int, list[bytes]] = {}
+        for key in self._unmarked:
+            entry = self.entries.get(key)
+            if entry is not None:
+                flat = out.setdefault(entry.part, [])
+                flat.append(key.encode())
+                flat.append(entry.pack())
+        return out
+
     def forget(self, keys: dict[int, list[bytes]]) -> None:
-        """The cut that pruned ``keys`` is committed: drop them from memory."""
+        """The cut that pruned ``keys`` (and wrote :meth:`marks`) is committed: drop them from memory."""
+        self._unmarked.clear()
         entries = self.entries
         for part_keys in keys.values():
             for key in part_keys:

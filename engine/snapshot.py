@@ -622,7 +622,8 @@ class Snapshotter:
                 prune = self.ledger.prunable(cut.lsn) if self.ledger is not None else {}
                 write = SnapshotWrite(
                     full=full, gen=self.gen, cut=cut.lsn, meta=meta, carts=cut.carts, profiles=cut.profiles,
-                    ledger_prune=prune, ledger_live=self.ledger.live if self.ledger is not None else None,
+                    ledger_prune=prune, ledger_marks=self.ledger.marks() if self.ledger is not None else {},
+                    ledger_live=self.ledger.live if self.ledger is not None else None,
                     rewrite=rewrite or (full and self.store.kind == "file"), log=log_records, dedup=dedup,
                 )
                 await self.store.commit(write)

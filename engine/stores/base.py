@@ -243,6 +243,10 @@ class SnapshotWrite:
     profiles: dict[int, list[tuple[bytes, bytes | None]]] = field(default_factory=dict)
     #: ledger keys done and covered by this cut: deleted once the cut is committed (partition -> keys)
     ledger_prune: dict[int, list[bytes]] = field(default_factory=dict)
+    #: ledger entries to write with the cut (partition -> [key, entry, ...]), before the prunes: entries
+    #: loaded at restore that their carts will issue again (``IntentLedger.marks``), for stores that keep
+    #: the ledger apart from snapshots (Redis)
+    ledger_marks: dict[int, list[bytes]] = field(default_factory=dict)
     #: a callable returning every live ledger entry (partition -> [(key, entry)]), called by the store
     #: right before its commit: for stores that keep the ledger inside snapshots (file) or must rewrite it
     ledger_live: Any = None

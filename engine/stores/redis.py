@@ -386,6 +386,8 @@ class RedisStore(Store):
                 commands.append((b"HDEL", key, *old))
         for part in range(max(self.partitions, self._old_partitions)):
             commands.append((b"XTRIM", journal_key(part), b"MINID", b"%d-0" % (write.cut + 1)))
+        for part, items in write.ledger_marks.items():
+            _hset(intents_key(part), items, commands)
         for part, keys in write.ledger_prune.items():
             for start in range(0, len(keys), CHUNK):
                 commands.append((b"HDEL", intents_key(part), *keys[start:start + CHUNK]))
