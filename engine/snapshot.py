@@ -214,7 +214,10 @@ class Snapshotter:
         self.want_full = True  # the first cut of a fresh store is full (it creates generation 1)
         self.rewrite = False  # the store lost its data: rewrite ledger, log and ids with the next full cut
         self.dirty_profiles: set[tuple[str, str]] = set()
-        self.dedup_blobs: deque[tuple[float, bytes]] = deque()
+        #: the event ids of the committed and unsent cuts, for a full rewrite: (newest time, packed ids,
+        #: how many), oldest first; at most the blobs that hold the deduper's newest ``capacity`` ids
+        self.dedup_blobs: deque[tuple[float, bytes, int]] = deque()
+        self._dedup_ids = 0  # ids in dedup_blobs
         self._dedup_unsent: list[tuple[float, bytes]] = []
         self._last_log: Any = None
         self._last_cut_lsn = -1
@@ -465,22 +468,46 @@ class Snapshotter:
             self._last_log = None
         return [[getattr(r, f) for f in _LOG_FIELDS] for r in records]
 
-    def _dedup_since_cut(self, now: float, everything: bool, recent: list[tuple[str, str, float]]) -> list[tuple[float, bytes]]:
+    def _dedup_since_cut(self, meta: dict[str, Any], everything: bool,
+                         recent: list[tuple[str, str, float]]) -> list[tuple[float, bytes]]:
         """Event-id blobs to write: ``recent`` (the ids the cut took) packed, plus what earlier cuts
-        could not commit (all of them, with ``everything``)."""
+        could not commit (all of them, with ``everything``).
+
+        Only the newest ``capacity`` ids are worth keeping (the deduper has forgotten older ones), so a
+        cut packs at most that many, and the store may drop the blobs :meth:`keep_dedup_blob` let go of:
+        the cut's ``dedup_keep_after`` is raised to the oldest blob kept.
+        """
         deduper = self.deduper
         if deduper is None:
             return []
         if recent:
+            if len(recent) > deduper.capacity:
+                recent = recent[-deduper.capacity:]
             blob = (recent[-1][2], _packb(recent, use_bin_type=True))
-            self.dedup_blobs.append(blob)
+            self.keep_dedup_blob(blob[0], blob[1], len(recent))
             self._dedup_unsent.append(blob)
-        keep_after = now - deduper.window_s
-        while self.dedup_blobs and self.dedup_blobs[0][0] < keep_after:
-            self.dedup_blobs.popleft()
+        keep_after = meta["at"] - deduper.window_s
+        blobs = self.dedup_blobs
+        while blobs and blobs[0][0] < keep_after:
+            self._dedup_ids -= blobs.popleft()[2]
+        if blobs:
+            # (min, not the first: a wall clock set back makes a newer blob look older)
+            meta["dedup_keep_after"] = max(keep_after, min(b[0] for b in blobs))
         if everything:
-            return list(self.dedup_blobs)
+            return [(t, blob) for t, blob, _ in blobs]
         return list(self._dedup_unsent)
+
+    def keep_dedup_blob(self, blob_t: float, blob: bytes, n: int) -> None:
+        """Keep a blob of ``n`` event ids (the newest first seen at ``blob_t``) for a full rewrite, and let
+        go of the oldest blobs whose ids are all older than the newest ``capacity`` ones: the deduper
+        remembers no more than those, and at 1 000 ids/s a day of ids would be 86 M (restore calls this
+        too, oldest blob first)."""
+        blobs = self.dedup_blobs
+        blobs.append((blob_t, blob, n))
+        self._dedup_ids += n
+        capacity = self.deduper.capacity if self.deduper is not None else 0
+        while self._dedup_ids - blobs[0][2] >= capacity and len(blobs) > 1:
+            self._dedup_ids -= blobs.popleft()[2]
 
     def _work(self, cut: _Cut) -> Any:
         """One cart or profile encoded per step (a generator: the caller decides when to yield)."""
@@ -618,7 +645,7 @@ class Snapshotter:
                 meta = cut.meta
                 meta["gen"] = self.gen
                 log_records = self._log_since_cut(everything, cut.log_end)
-                dedup = self._dedup_since_cut(meta["at"], everything, cut.recent_ids)
+                dedup = self._dedup_since_cut(meta, everything, cut.recent_ids)
                 prune = self.ledger.prunable(cut.lsn) if self.ledger is not None else {}
                 write = SnapshotWrite(
                     full=full, gen=self.gen, cut=cut.lsn, meta=meta, carts=cut.carts, profiles=cut.profiles,

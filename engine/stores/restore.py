@@ -54,6 +54,7 @@ __all__ = ["RestoreReport", "restore"]
 log = logging.getLogger("cartwheel.restore")
 
 _unpackb = msgpack.unpackb
+_packb = msgpack.packb
 _LOG_FIELDS = LogRecord.__slots__
 
 
@@ -288,17 +289,32 @@ def _load_globals(loaded: Loaded, meta: dict[str, Any], runtime: Any, snapshotte
         msglog.append(last)
     msglog.expire(runtime.clock.now())
     snapshotter._last_log = last  # what is loaded is stored already; the next cut starts after it
-    window_start = runtime.clock.now() - (deduper.window_s if deduper is not None else 0.0)
-    for blob_t, blob in loaded.dedup:
-        snapshotter.dedup_blobs.append((blob_t, blob))
-        if deduper is None or blob_t < window_start:
+    if deduper is None:
+        return
+    # Newest blob first, until they hold the deduper's capacity: older ids would be forgotten at once
+    # (a store written before ids were bounded by capacity may hold a day of them), then oldest first.
+    window_start = runtime.clock.now() - deduper.window_s
+    where = f"event ids of generation {meta.get('gen')}"
+    wanted: list[tuple[float, bytes, list[Any]]] = []
+    n = 0
+    for blob_t, blob in reversed(loaded.dedup):
+        if n >= deduper.capacity:
+            break
+        if blob_t < window_start:
             continue
-        where = f"event ids of generation {meta.get('gen')}"
         try:
             ids = _unpackb(blob, raw=False)
         except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data
             raise CorruptStore(f"{where}: not msgpack ({exc})") from None
         dedup_newest(ids, where=where)
+        wanted.append((blob_t, blob, ids))
+        n += len(ids)
+    if n > deduper.capacity:  # the oldest blob wanted holds ids older than the newest capacity: drop them
+        blob_t, blob, ids = wanted[-1]
+        ids = ids[n - deduper.capacity:]
+        wanted[-1] = (blob_t, _packb(ids, use_bin_type=True), ids)
+    for blob_t, blob, ids in reversed(wanted):
+        snapshotter.keep_dedup_blob(blob_t, blob, len(ids))
         for store, event_id, t in ids:
             if t >= window_start:
                 Deduper.seen(deduper, store, event_id, t)  # the base method: not recorded again

@@ -1,0 +1,74 @@
+"""Ingest event ids kept for snapshots: bounded by ``dedup_capacity`` in memory and in the store."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgpack
+
+from tests.persistence.conftest import RedisServer, crash, engine_config, start_engine
+from tests.persistence.helpers import feed
+
+
+def _clears(prefix: str, n: int) -> list[dict[str, str]]:
+    return [{"type": "cart.cleared", "store": "shop1", "cart": f"{prefix}{i}", "id": f"{prefix}{i}"} for i in range(n)]
+
+
+def _kept_ids(engine) -> list[int]:
+    """How many ids each blob the snapshotter keeps for a full rewrite holds (oldest first)."""
+    return [len(msgpack.unpackb(blob, raw=False)) for _, blob, *_ in engine.snapshotter.dedup_blobs]
+
+
+async def test_ids_kept_for_snapshots_are_bounded_by_capacity(store_url: str, tmp_path: Path, engines: list) -> None:
+    """The snapshotter kept a packed copy of every id of the last 24 h, however small ``dedup_capacity``
+    (at 1 000 ids/s, 86 M ids next to the deduper's 1 M)."""
+    a = await start_engine(engines, engine_config(tmp_path, store_url, dedup_capacity=1000), tmp_path)
+    for k in range(20):
+        await feed(a, _clears(f"a{k}-", 1000))
+    assert len(a.deduper) == 1000
+    await a.snapshot()
+    assert _kept_ids(a) == [1000]  # one cut took 20 000 ids: the newest 1 000 are worth keeping
+    for k in range(4):
+        await a.runtime.advance_clock(1.0)
+        await feed(a, _clears(f"b{k}-", 700))
+        await a.sync()
+    assert _kept_ids(a) == [700, 700]  # the newest 1 000 ids live in the last two cuts' blobs
+    await a.snapshot()  # a full rewrite writes them (the file store writes every id it keeps)
+    await crash(a)
+
+    b = await start_engine(engines, engine_config(tmp_path, store_url, dedup_capacity=1000), tmp_path)
+    assert sum(_kept_ids(b)) <= 1000
+    await feed(b, _clears("b3-", 700) + _clears("b2-", 700)[400:])  # the newest 1 000: re-sent, duplicates
+    assert b.stats.events_duplicate == 1000
+    await feed(b, _clears("b2-", 1))  # older: forgotten (as by the deduper before the restart)
+    assert b.stats.events_duplicate == 1000
+
+
+async def test_redis_drops_the_id_blobs_the_engine_let_go(redis_server: RedisServer, tmp_path: Path,
+                                                          engines: list) -> None:
+    """The store held a day of ids too (pruned by age only): a restore read them all."""
+    a = await start_engine(engines, engine_config(tmp_path, redis_server.url, dedup_capacity=1000), tmp_path)
+    for k in range(6):
+        await a.runtime.advance_clock(1.0)
+        await feed(a, _clears(f"c{k}-", 700))
+        await a.sync()
+    assert redis_server.command("HLEN", "cw:{g}:dedup") == 2
+
+
+async def test_a_store_with_more_ids_than_the_capacity_restores_the_newest(store_url: str, tmp_path: Path,
+                                                                        engines: list) -> None:
+    """A store written with a larger capacity (or before ids were bounded by it) still loads: the
+    newest ``dedup_capacity`` ids are remembered, and only those are kept for the next rewrite."""
+    a = await start_engine(engines, engine_config(tmp_path, store_url, dedup_capacity=100_000), tmp_path)
+    for k in range(3):
+        await a.runtime.advance_clock(1.0)
+        await feed(a, _clears(f"d{k}-", 1000))
+        await a.sync()
+    await crash(a)
+
+    b = await start_engine(engines, engine_config(tmp_path, store_url, dedup_capacity=1500), tmp_path)
+    assert _kept_ids(b) == [500, 1000]
+    assert len(b.deduper) == 1500
+    await feed(b, _clears("d2-", 1000) + _clears("d1-", 1000)[500:])
+    assert b.stats.events_duplicate == 1500
+    await feed(b, _clears("d1-", 500) + _clears("d0-", 1000))
+    assert b.stats.events_duplicate == 1500
