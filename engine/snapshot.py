@@ -46,6 +46,7 @@ import os
 import time
 import zlib
 from collections import deque
+from hashlib import blake2b
 from typing import Any
 
 import msgpack
@@ -76,7 +77,7 @@ from engine.stores.documents import (
     restore_state,
 )
 from engine.stores.journal import Journal, StoreHealth
-from engine.validate import Deduper
+from engine.validate import DIGEST_OVER, Deduper
 
 __all__ = [
     "FORMAT",
@@ -101,7 +102,12 @@ _LOG_ANY = object()
 
 
 class RecordingDeduper(Deduper):
-    """The ingest :class:`~engine.validate.Deduper`, also remembering ids first seen since the last cut."""
+    """The ingest :class:`~engine.validate.Deduper`, also remembering ids first seen since the last cut.
+
+    An id whose key the deduper keeps as a digest (longer than :data:`~engine.validate.DIGEST_OVER`) is
+    recorded, and stored, as ``("", digest in hex)``: no event has an empty store, and a 2 048-character
+    id is not kept twice (:mod:`engine.stores.restore` reads both shapes).
+    """
 
     __slots__ = ("recent",)
 
@@ -110,7 +116,11 @@ class RecordingDeduper(Deduper):
         self.recent: list[tuple[str, str, float]] = []
 
     def seen(self, store: str, event_id: str, now: float) -> bool:
-        if super().seen(store, event_id, now):
+        key: str | bytes = f"{len(store)}:{store}{event_id}"  # as Deduper.seen (inlined: hot path)
+        if len(key) > DIGEST_OVER:
+            key = blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            store, event_id = "", key.hex()
+        if self.seen_key(key, now):
             return True
         self.recent.append((store, event_id, now))
         return False

@@ -316,8 +316,18 @@ def _load_globals(loaded: Loaded, meta: dict[str, Any], runtime: Any, snapshotte
     for blob_t, blob, ids in reversed(wanted):
         snapshotter.keep_dedup_blob(blob_t, blob, len(ids))
         for store, event_id, t in ids:
-            if t >= window_start:
+            if t < window_start:
+                continue
+            if store:
                 Deduper.seen(deduper, store, event_id, t)  # the base method: not recorded again
+                continue
+            try:  # ("", hex): the digest of a long key (engine.snapshot.RecordingDeduper)
+                key = bytes.fromhex(event_id)
+            except ValueError:
+                key = b""
+            if len(key) != 16:
+                raise CorruptStore(f"{where}: not cartwheel event ids ({['', event_id, t]!r:.80} has no store)")
+            deduper.seen_key(key, t)
 
 
 def _replay(loaded: Loaded, runtime: Any, ledger: Any, deduper: Deduper | None, cut: int,

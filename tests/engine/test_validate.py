@@ -464,3 +464,29 @@ def test_deduper_repr_and_arguments() -> None:
         Deduper(window_s=0, capacity=10)
     with pytest.raises(ValueError):
         Deduper(window_s=1, capacity=0)
+
+
+def test_long_ids_cost_a_digest_not_their_length() -> None:
+    """A key embedded the whole store and id: with valid 2 048-character ids, ~4 KB per id remembered
+    (the default capacity could mean ~4 GB, not the documented ~165 MB)."""
+    import tracemalloc
+
+    n = 2000
+    ids = [f"{i:06d}" + "x" * 2042 for i in range(n)]  # max_string characters each
+    store = "s" * 2048
+    tracemalloc.start()
+    try:
+        d = Deduper(window_s=3600.0, capacity=n)
+        for event_id in ids:
+            assert d.seen(store, event_id, NOW) is False
+        used, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert used / n < 400, f"{used / n:.0f} bytes per id remembered"
+    assert all(d.seen(store, event_id, NOW + 1) for event_id in ids)  # still recognised
+    assert d.seen(store, "z" + ids[0][1:], NOW + 1) is False  # a digest per id: no collision
+    assert d.seen("t" + store[1:], ids[0], NOW + 1) is False  # nor across stores
+    assert d.seen("a" * 31, "b" * 30, NOW) is False  # around the digest threshold (64 characters)
+    assert d.seen("a" * 31, "b" * 30, NOW) is True
+    assert d.seen("a" * 31, "b" * 31, NOW) is False
+    assert d.seen("a" * 31, "b" * 31, NOW) is True

@@ -193,6 +193,15 @@ async def test_event_ids_with_a_time_that_is_not_a_number_are_named(redis_server
     assert "cw:{g}:dedup field b'999'" in str(error) and "not cartwheel event ids" in str(error), str(error)
 
 
+async def test_an_event_id_digest_that_is_not_one_is_named(redis_server: RedisServer, tmp_path: Path,
+                                                            engines: list) -> None:
+    """A long id is stored as ("", its digest in hex): an entry without a store must be such a digest."""
+    config = await _seed(redis_server, tmp_path, engines)
+    redis_server.command("HSET", "cw:{g}:dedup", "999", msgpack.packb([["", "e9", START]]))
+    error = await _start_fails(config, tmp_path)
+    assert "event ids" in str(error) and "not cartwheel event ids" in str(error) and "e9" in str(error), str(error)
+
+
 async def test_a_journal_event_the_engine_cannot_apply_is_named(redis_server: RedisServer, tmp_path: Path,
                                                                 engines: list) -> None:
     config = await _seed(redis_server, tmp_path, engines, durability="journal")

@@ -72,3 +72,24 @@ async def test_a_store_with_more_ids_than_the_capacity_restores_the_newest(store
     assert b.stats.events_duplicate == 1500
     await feed(b, _clears("d1-", 500) + _clears("d0-", 1000))
     assert b.stats.events_duplicate == 1500
+
+
+async def test_long_ids_are_stored_as_digests_and_remembered_after_a_restart(store_url: str, tmp_path: Path,
+                                                                           engines: list) -> None:
+    """Ids and stores may be 2 048 characters (max_string): the snapshotter kept and stored each whole."""
+    config = engine_config(tmp_path, store_url)
+    a = await start_engine(engines, config, tmp_path)
+    events = [{"type": "cart.cleared", "store": "shop1", "cart": f"c{i}", "id": f"{i:04d}" + "x" * 2044}
+              for i in range(50)]
+    events.append({"type": "cart.cleared", "store": "shop1", "cart": "c-short", "id": "short-1"})
+    await feed(a, events)
+    await a.sync()
+    stored = sum(len(blob) for _, blob, *_ in a.snapshotter.dedup_blobs)
+    assert stored < 51 * 100, f"{stored} bytes for 51 ids"
+    await crash(a)
+
+    b = await start_engine(engines, config, tmp_path)
+    await feed(b, events)
+    assert b.stats.events_duplicate == 51
+    await feed(b, [dict(events[0], id="z" + events[0]["id"][1:])])  # another long id: new
+    assert b.stats.events_duplicate == 51
