@@ -41,6 +41,7 @@ snapshot document in memory (tests and tools).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import time
@@ -113,7 +114,9 @@ class RecordingDeduper(Deduper):
 
     def __init__(self, window_s: float, capacity: int) -> None:
         super().__init__(window_s, capacity)
-        self.recent: list[tuple[str, str, float]] = []
+        #: ids first seen since the last cut, oldest first; while the store is down no cut takes them, so
+        #: they are bounded as the deduper is: the newest ``capacity`` (maxlen), none older than the window
+        self.recent: deque[tuple[str, str, float]] = deque(maxlen=capacity)
 
     def seen(self, store: str, event_id: str, now: float) -> bool:
         key: str | bytes = f"{len(store)}:{store}{event_id}"  # as Deduper.seen (inlined: hot path)
@@ -122,8 +125,22 @@ class RecordingDeduper(Deduper):
             store, event_id = "", key.hex()
         if self.seen_key(key, now):
             return True
-        self.recent.append((store, event_id, now))
+        recent = self.recent
+        recent.append((store, event_id, now))
+        if recent[0][2] + self.window_s <= now:  # no cut for a whole window (an outage): the deduper forgot it
+            while recent[0][2] + self.window_s <= now:
+                recent.popleft()
         return False
+
+    def take_recent(self, now: float) -> list[tuple[str, str, float]]:
+        """The ids recorded since the last call that the deduper still remembers at ``now``, oldest first
+        (a cut takes them)."""
+        recent = self.recent
+        while recent and recent[0][2] + self.window_s <= now:
+            recent.popleft()
+        taken = list(recent)
+        recent.clear()
+        return taken
 
 
 class _Cut:
@@ -228,7 +245,7 @@ class Snapshotter:
         #: how many), oldest first; at most the blobs that hold the deduper's newest ``capacity`` ids
         self.dedup_blobs: deque[tuple[float, bytes, int]] = deque()
         self._dedup_ids = 0  # ids in dedup_blobs
-        self._dedup_unsent: list[tuple[float, bytes]] = []
+        self._dedup_unsent = 0  # the newest blobs of dedup_blobs that no commit wrote yet
         self._last_log: Any = None
         self._last_cut_lsn = -1
         self._last_globals: tuple[Any, ...] = ()
@@ -432,7 +449,7 @@ class Snapshotter:
         stats = runtime.stats
         cut.globals = self._globals_now()
         if self.deduper is not None:
-            cut.recent_ids, self.deduper.recent = self.deduper.recent, []
+            cut.recent_ids = self.deduper.take_recent(now)
         records_deque = getattr(runtime.msglog, "_records", None)
         cut.log_end = _LOG_ANY if records_deque is None else records_deque[-1] if records_deque else None
         credits = {sid: rules.credits for sid, rules in registry.stores.items() if rules.credits is not None}
@@ -494,18 +511,18 @@ class Snapshotter:
             if len(recent) > deduper.capacity:
                 recent = recent[-deduper.capacity:]
             blob = (recent[-1][2], _packb(recent, use_bin_type=True))
+            self._dedup_unsent += 1
             self.keep_dedup_blob(blob[0], blob[1], len(recent))
-            self._dedup_unsent.append(blob)
         keep_after = meta["at"] - deduper.window_s
         blobs = self.dedup_blobs
         while blobs and blobs[0][0] < keep_after:
             self._dedup_ids -= blobs.popleft()[2]
+        self._dedup_unsent = min(self._dedup_unsent, len(blobs))  # (ids older than the window: not sent)
         if blobs:
             # (min, not the first: a wall clock set back makes a newer blob look older)
             meta["dedup_keep_after"] = max(keep_after, min(b[0] for b in blobs))
-        if everything:
-            return [(t, blob) for t, blob, _ in blobs]
-        return list(self._dedup_unsent)
+        first = 0 if everything else len(blobs) - self._dedup_unsent
+        return [(t, blob) for t, blob, _ in itertools.islice(blobs, first, None)]
 
     def keep_dedup_blob(self, blob_t: float, blob: bytes, n: int) -> None:
         """Keep a blob of ``n`` event ids (the newest first seen at ``blob_t``) for a full rewrite, and let
@@ -518,6 +535,7 @@ class Snapshotter:
         capacity = self.deduper.capacity if self.deduper is not None else 0
         while self._dedup_ids - blobs[0][2] >= capacity and len(blobs) > 1:
             self._dedup_ids -= blobs.popleft()[2]
+        self._dedup_unsent = min(self._dedup_unsent, len(blobs))  # (older ids: forgotten, not sent)
 
     def _work(self, cut: _Cut) -> Any:
         """One cart or profile encoded per step (a generator: the caller decides when to yield)."""
@@ -668,7 +686,7 @@ class Snapshotter:
                 self._last_log = last_log  # the next cut collects these records again
                 self._failed(cut, full, exc, waiters)
                 raise
-            self._dedup_unsent = []
+            self._dedup_unsent = 0
             self.store_epoch = self.epoch
             self._last_cut_lsn = cut.lsn
             self._last_globals = cut.globals

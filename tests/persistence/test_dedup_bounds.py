@@ -4,9 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgpack
+import pytest
 
+from engine.stores import StoreError
 from tests.persistence.conftest import RedisServer, crash, engine_config, start_engine
 from tests.persistence.helpers import feed
+
+DAY = 86400.0
 
 
 def _clears(prefix: str, n: int) -> list[dict[str, str]]:
@@ -93,3 +97,33 @@ async def test_long_ids_are_stored_as_digests_and_remembered_after_a_restart(sto
     assert b.stats.events_duplicate == 51
     await feed(b, [dict(events[0], id="z" + events[0]["id"][1:])])  # another long id: new
     assert b.stats.events_duplicate == 51
+
+
+async def test_ids_waiting_for_a_cut_during_an_outage_are_bounded(redis_server: RedisServer, tmp_path: Path,
+                                                                 engines: list) -> None:
+    """While the store is down no cut takes the ids: they piled up (one per id'd event, older than the
+    window too, and written later), and so did the blobs of the cuts that failed."""
+    config = engine_config(tmp_path, redis_server.url, sync_timeout="1s", dedup_capacity=1000)
+    a = await start_engine(engines, config, tmp_path)
+    redis_server.kill9()
+    for day in range(3):
+        for k in range(5):
+            await feed(a, _clears(f"e{day}-{k}-", 1000))
+            assert len(a.deduper.recent) <= 1000
+        await a.runtime.advance_clock(DAY)
+    await feed(a, _clears("g", 1))  # a day later the deduper forgets them (at its next id): so does the cut
+    assert len(a.deduper) == 1 and len(a.deduper.recent) == 1
+    for k in range(5):
+        await feed(a, _clears(f"f{k}-", 1000))
+        with pytest.raises(StoreError):
+            await a.snapshotter.snapshot()  # a cut the store refuses: its ids wait for the next one
+        await a.runtime.advance_clock(1.0)
+    assert len(a.deduper.recent) == 0 and _kept_ids(a) == [1000]  # what waits: the newest 1 000
+    assert a.snapshotter._dedup_unsent == 1  # blobs for the next commit: that one (not all five)
+    redis_server.start()
+    await a.snapshotter.snapshot()  # the store came back empty: the full rewrite
+    await crash(a)
+
+    b = await start_engine(engines, config, tmp_path)
+    await feed(b, _clears("f4-", 1000) + _clears("f3-", 1))
+    assert b.stats.events_duplicate == 1000
