@@ -658,8 +658,12 @@ class Snapshotter:
             last_log = self._last_log
             log_records: list[Any] = []
             prune: dict[int, list[bytes]] = {}
+            everything = full and (rewrite or self.store.kind == "file")
             try:
                 try:
+                    # The ids the cut took are packed first: a cut refused from here on leaves them unsent,
+                    # for the next one (they were dropped when the store refused to begin a full cut).
+                    dedup = self._dedup_since_cut(cut.meta, everything, cut.recent_ids)
                     begin = getattr(self.store, "begin_full", None) if full else None
                     if begin is not None:
                         await begin(self.gen, rewrite)
@@ -669,11 +673,9 @@ class Snapshotter:
                     self._cut = None
                 if full:
                     self._seal(cut)
-                everything = full and (rewrite or self.store.kind == "file")
                 meta = cut.meta
                 meta["gen"] = self.gen
                 log_records = self._log_since_cut(everything, cut.log_end)
-                dedup = self._dedup_since_cut(meta, everything, cut.recent_ids)
                 prune = self.ledger.prunable(cut.lsn) if self.ledger is not None else {}
                 write = SnapshotWrite(
                     full=full, gen=self.gen, cut=cut.lsn, meta=meta, carts=cut.carts, profiles=cut.profiles,

@@ -127,3 +127,24 @@ async def test_ids_waiting_for_a_cut_during_an_outage_are_bounded(redis_server: 
     b = await start_engine(engines, config, tmp_path)
     await feed(b, _clears("f4-", 1000) + _clears("f3-", 1))
     assert b.stats.events_duplicate == 1000
+
+
+
+async def test_ids_taken_by_a_cut_the_store_refused_are_written_by_the_next(redis_server: RedisServer,
+                                                                          tmp_path: Path, engines: list) -> None:
+    """A full cut refused before it encoded (its generation could not even be begun) took the ids
+    recorded since the previous cut and dropped them: after a restart, a client's retry of an event
+    acknowledged as durable by a later sync was applied again."""
+    config = engine_config(tmp_path, redis_server.url, sync_timeout="1s")
+    a = await start_engine(engines, config, tmp_path)
+    await feed(a, _clears("h", 3))
+    redis_server.kill9()
+    with pytest.raises(StoreError):
+        await a.snapshot()
+    redis_server.start()  # empty: the next cut rewrites everything, ids included
+    await a.sync()
+    await crash(a)
+
+    b = await start_engine(engines, config, tmp_path)
+    await feed(b, _clears("h", 3))
+    assert b.stats.events_duplicate == 3
