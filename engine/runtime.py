@@ -208,15 +208,24 @@ class Runtime:
         if self.before_event is not None:  # a snapshot is encoding: it may need this cart as it is now
             self.before_event(event)
         dirty = self.dirty
+        unseen = None
         if dirty is not None:
             cart = event.get("cart")
             if cart is not None:
-                dirty.add((event["store"], cart))
+                # Only a cart the registry holds before or after the event can differ from the store's copy
+                # (one held before: also when the event deletes it). An event for a cart never held (a
+                # cart.cleared for an unknown id) left a mark, and during an outage they piled up.
+                if self.registry.cart(event["store"], cart) is not None:
+                    dirty.add((event["store"], cart))
+                else:
+                    unseen = cart  # marked below if the event created it
                 if "profile" in event and self.on_dirty is not None:
                     self.on_dirty(event)  # the profile map may change a profile the cart then leaves
             elif self.on_dirty is not None:
                 self.on_dirty(event)
         effects = self.registry.apply(event, now)
+        if unseen is not None and dirty is not None and self.registry.cart(event["store"], unseen) is not None:
+            dirty.add((event["store"], unseen))
         if effects:
             self.apply_effects(effects, now)
 

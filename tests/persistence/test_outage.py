@@ -108,3 +108,33 @@ async def test_ingest_sync_frame_fails_clearly(redis_server: RedisServer, tmp_pa
     assert replies[2]["seq"] == 3 and replies[2]["accepted"] == 1
     writer.close()
     redis_server.start()
+
+
+async def test_dirty_marks_during_an_outage_track_the_carts_held(redis_server: RedisServer, tmp_path: Path,
+                                                                 engines: list) -> None:
+    """Every event naming a cart left a mark, also for carts the engine never held (a cart.cleared for an
+    unknown id): while the store is down no cut takes them, and they grew with the events, not the carts."""
+    config = engine_config(tmp_path, redis_server.url, sync_timeout="1s")
+    a = await start_engine(engines, config, tmp_path)
+    for i in range(3):
+        await feed(a, cart_event(f"c{i}"))
+    await a.sync()
+    redis_server.kill9()
+    with pytest.raises(StoreError):
+        await a.snapshot()
+    for k in range(5):
+        await feed(a, [{"type": "cart.cleared", "store": "shop1", "cart": f"x{k}-{i}"} for i in range(1000)])
+        await feed(a, [{"type": "session.ended", "store": "shop1", "cart": f"y{k}-{i}"} for i in range(1000)])
+    assert len(a.registry) == 3 and len(a.runtime.dirty) == 0, f"{len(a.runtime.dirty)} marks"
+    await feed(a, cart_event("c3"))  # created by the event: marked
+    await feed(a, {"type": "order.completed", "store": "shop1", "cart": "c9", "order": "o9", "value": 5.0})
+    await feed(a, {"type": "cart.cleared", "store": "shop1", "cart": "c0"})  # held before: its change is marked
+    assert a.registry.cart("shop1", "c0") is None  # deleted by the event: its delete must reach the store
+    assert a.runtime.dirty == {("shop1", "c3"), ("shop1", "c9"), ("shop1", "c0")}
+    redis_server.start()
+    await a.sync()
+    expected = states(a)
+    await crash(a)
+
+    b = await start_engine(engines, config, tmp_path)
+    assert states(b) == expected
