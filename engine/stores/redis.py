@@ -50,6 +50,7 @@ import msgpack
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from actors.packing import packb as _packb
@@ -196,7 +197,7 @@ class RedisStore(Store):
         await self._client.aclose()
 
     async def _send(self, commands: list[tuple[Any, ...]], *, transaction: bool,
-                    guard: tuple[bytes, Any] | None = None, watch: bool = False) -> list[Any]:
+                    guard: tuple[bytes, Any] | None = None, watch: bool = False, fresh: bool = False) -> list[Any]:
         """Send ``commands`` on one connection, pipelined; returns their replies (EXEC's, in a transaction).
 
         Args:
@@ -214,6 +215,7 @@ class RedisStore(Store):
         """
         if not commands:
             return []
+        sent = (commands, transaction, guard, watch)
         if transaction:
             commands = [(b"MULTI",), *commands, (b"EXEC",)]
         pool = self._client.connection_pool
@@ -222,6 +224,7 @@ class RedisStore(Store):
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"{self.describe()}: {exc}") from None
         head = 0
+        stale = False
         replies: list[Any] = []
         try:
             if guard is not None and watch:
@@ -251,7 +254,14 @@ class RedisStore(Store):
             raise self._response_error(exc, commands[len(replies):len(replies) + 1] or commands) from None
         except (TimeoutError, RedisError, OSError) as exc:
             await conn.disconnect()
-            raise StoreUnavailable(f"{self.describe()}: {exc or type(exc).__name__}") from None
+            if not fresh and not replies and isinstance(exc, (RedisConnectionError, ConnectionError)) \
+                    and not isinstance(exc, TimeoutError):
+                # A pooled connection that Redis closed while it was idle (a restart): nothing of ours was
+                # read, so nothing ran; once more on a new connection. (Were the commands to have run
+                # after all, the meta guard and the journal's explicit entry ids make the retry harmless.)
+                stale = True
+            else:
+                raise StoreUnavailable(f"{self.describe()}: {exc or type(exc).__name__}") from None
         except (StoreLost, StoreTaken):
             raise
         except BaseException:
@@ -259,6 +269,8 @@ class RedisStore(Store):
             raise
         finally:
             await pool.release(conn)
+        if stale:
+            return await self._send(sent[0], transaction=sent[1], guard=sent[2], watch=sent[3], fresh=True)
         if head:
             guard[1](replies[0])  # type: ignore[index]
             replies = replies[1:]
@@ -315,8 +327,13 @@ class RedisStore(Store):
         return StoreUnavailable(f"{self.describe()}: {where}: {text}")
 
     async def _call(self, *args: Any) -> Any:
+        """One read (GET, HGETALL, XRANGE, SCAN), once more on a new connection if the pooled one was closed
+        by Redis while idle (reads: nothing to repeat twice)."""
         try:
-            return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+            try:
+                return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+            except RedisConnectionError:
+                return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
         except ResponseError as exc:
             raise self._response_error(exc, [tuple(a if isinstance(a, bytes) else str(a).encode() for a in args)]) from None
         except (TimeoutError, RedisError, OSError) as exc:

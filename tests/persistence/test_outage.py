@@ -138,3 +138,22 @@ async def test_dirty_marks_during_an_outage_track_the_carts_held(redis_server: R
 
     b = await start_engine(engines, config, tmp_path)
     assert states(b) == expected
+
+
+async def test_connections_redis_closed_while_idle_are_replaced_not_reported(redis_server: RedisServer, tmp_path: Path,
+                                                                              engines: list) -> None:
+    """A Redis restart closes the engine's pooled connections; the next write or read on one of them used to
+    fail ("Connection closed by server"): a final snapshot right after a restart failed (exit 4)."""
+    config = engine_config(tmp_path, redis_server.url)
+    a = await start_engine(engines, config, tmp_path)
+    await feed(a, cart_event("c1"))
+    await a.sync()
+    redis_server.restart()  # empty; every pooled connection is now closed on the server's side
+    assert await a.store._call(b"GET", b"cw:{g}:meta") is None  # a read: on a new connection
+    redis_server.restart()
+    assert await a.store._send([(b"SET", b"cw:test", b"1")], transaction=True) == [b"OK"]  # a write too
+    redis_server.restart()
+    await a.stop()  # the final snapshot: the data are gone, it writes everything again
+    assert a.final_snapshot_error is None, a.final_snapshot_error
+    b = await start_engine(engines, config, tmp_path)
+    assert b.registry.cart("shop1", "c1") is not None
