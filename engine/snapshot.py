@@ -78,6 +78,7 @@ from engine.stores.documents import (
     restore_state,
 )
 from engine.stores.journal import Journal, StoreHealth
+from engine.tasks import cancel_and_wait
 from engine.validate import DIGEST_OVER, Deduper
 
 __all__ = [
@@ -854,10 +855,8 @@ class Snapshotter:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="cartwheel-snapshots")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait(self._task)  # (the loop talks to Redis: one cancel may be swallowed)
+        self._task = None
 
     async def _run(self) -> None:
         backoff_s = 0.25

@@ -47,6 +47,7 @@ from engine.stores.base import (
     StoreUnavailable,
     event_partition,
 )
+from engine.tasks import cancel_and_wait
 
 __all__ = ["Journal", "StoreHealth"]
 
@@ -281,8 +282,7 @@ class Journal:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
             except (TimeoutError, StoreError):
                 log.error("journal: %d groups not durable at close (store down)", len(self._queue))
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)  # (the writer talks to Redis: one cancel may be swallowed)
             self._task = None
         for group in self._queue:
             if not group.future.done():

@@ -23,6 +23,7 @@ import pytest
 from engine.app import Engine
 from engine.clock import ManualClock, parse_time
 from engine.config import parse_config
+from engine.tasks import cancel_and_wait
 
 START = parse_time("2026-03-06T10:00:00Z")  # a Friday, 10:00 UTC
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -176,10 +177,7 @@ async def crash(engine: Engine) -> None:
     (without a final snapshot) so that the test's event loop is clean."""
     engine._crashed = True  # type: ignore[attr-defined]
     for task in (engine.journal._task, engine.snapshotter._task):
-        if task is not None:
-            task.cancel()
-    await asyncio.gather(*(t for t in (engine.journal._task, engine.snapshotter._task) if t is not None),
-                         return_exceptions=True)
+        await cancel_and_wait(task)  # (one cancel may be swallowed by redis-py's wait_for on 3.11)
     engine.journal._task = None
     engine.snapshotter._task = None
     await engine.ingest.stop_accepting()
