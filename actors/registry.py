@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from actors.cart import TAG_IDLE, TAG_PURGE, TAG_STEP, CartActor
@@ -102,7 +102,7 @@ class Registry:
         default_store: template rules for stores that are not configured (see module docstring).
     """
 
-    __slots__ = ("stores", "flows", "_default", "_made", "_carts", "_counts", "_size")
+    __slots__ = ("stores", "flows", "_default", "_made", "_carts", "_counts", "_size", "on_unlink")
 
     def __init__(
         self, stores: Mapping[str, StoreRules] | None = None, flows: Mapping[str, Flow] | None = None, *,
@@ -115,6 +115,10 @@ class Registry:
         self._carts: dict[str, dict[str, CartActor]] = {}
         self._counts: dict[CartState, int] = {s: 0 for s in CartState}
         self._size = 0
+        #: called with ``(store, profile id)`` when a cart stops pointing at that profile (bought, cleared,
+        #: forgotten, or moved to another profile): the snapshotter writes it, since no dirty cart will
+        #: (a profile a cart event changed, and the cart left before the next cut, was lost with it)
+        self.on_unlink: Callable[[str, str], None] | None = None
 
     # ------------------------------------------------------------------ lookup
     def rules(self, store: str) -> StoreRules:
@@ -187,8 +191,7 @@ class Registry:
             return rules.profiles.upsert(pid, ref, at)
         return None
 
-    @staticmethod
-    def _link(actor: CartActor, pid: str | None) -> None:
+    def _link(self, actor: CartActor, pid: str | None) -> None:
         """Point ``actor`` at profile ``pid`` (or at none), keeping the profiles' cart counts right."""
         old = actor.profile
         if old is pid or old == pid:
@@ -199,6 +202,8 @@ class Registry:
         actor.profile = pid
         if old is not None:
             book.decref(old)
+            if self.on_unlink is not None:
+                self.on_unlink(actor.store.id, old)
 
     # ------------------------------------------------------------------ events and timers
     def apply(self, event: Mapping[str, Any], now: float) -> list[Any] | None:

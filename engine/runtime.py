@@ -219,8 +219,6 @@ class Runtime:
                     dirty.add((event["store"], cart))
                 else:
                     unseen = cart  # marked below if the event created it
-                if "profile" in event and self.on_dirty is not None:
-                    self.on_dirty(event)  # the profile map may change a profile the cart then leaves
             elif self.on_dirty is not None:
                 self.on_dirty(event)
         effects = self.registry.apply(event, now)

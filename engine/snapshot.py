@@ -266,13 +266,14 @@ class Snapshotter:
         self.last_error: str | None = None
         runtime.dirty = set()
         runtime.on_dirty = self._on_dirty_event
+        runtime.registry.on_unlink = self.mark_profile
         health.on_up.append(self._wake.set)
 
     # ------------------------------------------------------------------ dirty marks
     def _on_dirty_event(self, event: dict[str, Any]) -> None:
-        """An applied event that names a profile marks it: a ``profile.updated``, and a cart event carrying
-        a profile map or id (the cart's own dirty mark writes only the profile the cart points at *after*
-        the event: a cart bought or cleared by then no longer points at the profile the event changed)."""
+        """An applied event without a cart (rare) that names a profile marks it (a ``profile.updated``). A
+        cart event's profile is written with its dirty cart, or, if the cart leaves the profile before the
+        cut, through the registry's ``on_unlink``."""
         ref = event.get("profile")
         pid = ref.get("id") if isinstance(ref, dict) else ref
         if isinstance(ref, dict) and not (isinstance(pid, str) and pid) and isinstance(event.get("cart"), str):

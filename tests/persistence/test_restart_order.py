@@ -96,3 +96,19 @@ async def test_journal_replay_of_a_late_update_does_not_start_a_phantom_run(
     emails = [m["key"] for m in outbox_lines(tmp_path)]
     assert emails == first, f"the shopper got the step-1 email {len(emails)} times: {emails}"
     assert after == before, f"(run, abandoned) before the crash {before}, after the restart {after}"
+
+
+async def test_a_profile_forgotten_with_its_last_cart_stays_forgotten_after_a_crash(
+        store_url: str, tmp_path: Path, engines: list) -> None:
+    """A cart that leaves its profile (cleared here) hands the profile to the next cut: written, or deleted
+    when it was forgotten (it came back from the older cut after a crash)."""
+    config = engine_config(tmp_path, store_url)
+    a = await start_engine(engines, config, tmp_path)
+    await feed(a, cart_event("c1", profile="p1"))
+    await a.sync()
+    await feed(a, {"type": "cart.cleared", "store": "shop1", "cart": "c1"})
+    assert a.registry.profile("shop1", "p1") is None  # forgotten with its only cart
+    await a.sync()
+    await crash(a)
+    b = await start_engine(engines, config, tmp_path)
+    assert b.registry.profile("shop1", "p1") is None
