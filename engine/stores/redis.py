@@ -342,7 +342,6 @@ class RedisStore(Store):
     # ------------------------------------------------------------------ appends
     async def append(self, batches: list[JournalBatch], ledger: list[tuple[int, int, bytes, bytes]]) -> None:
         commands: list[tuple[Any, ...]] = []
-        parts = self.partitions
         # One stream entry per partition per append (group commit), holding that partition's part of every
         # batch: [[lsn, now, [[index, event], ...]], ...]; its id is the last lsn in it.
         groups: dict[int, list[Any]] = {}
