@@ -173,17 +173,20 @@ class ChannelDispatcher:
         """Report cancelled, and drop, the overflow's messages that are no longer wanted."""
         queue = self._overflow[channel]
         kept: list[Message] = []
+        unwanted: list[tuple[Message, str]] = []
         for message in queue:
             intent = self.inflight.get(message.key)
             reason = "unknown message" if intent is None else self.runtime.still_wanted(intent)
             if isinstance(reason, str):
-                self._on_result(message, DeliveryResult.cancelled(reason))
+                unwanted.append((message, reason))
             else:
                 kept.append(message)
-        if len(kept) != len(queue):
+        if unwanted:
             queue.clear()
             queue.extend(kept)
         self._swept_len[channel] = len(queue)
+        for message, reason in unwanted:  # after the deque is whole again: an outcome may issue new sends
+            self._on_result(message, DeliveryResult.cancelled(reason))
 
     def _update_pressure(self) -> None:
         """Pause ingest while a channel that can send has messages waiting for room; resume when none has."""
