@@ -328,7 +328,8 @@ class Snapshotter:
         name = f"{store}\0{pid}".encode()  # engine.stores.base.profile_field / profile_partition
         part = _crc32(name, PROFILE_SEED) % self.partitions
         if cut.full:
-            record = self.registry.stores[store].profiles._records.get(pid)
+            rules = self.registry.stores.get(store)  # (an unconfigured store's rules go with its last profile)
+            record = None if rules is None else rules.profiles._records.get(pid)
             if record is None:
                 return
             rows = cut.profile_rows.get((part, store))

@@ -112,3 +112,19 @@ async def test_a_profile_forgotten_with_its_last_cart_stays_forgotten_after_a_cr
     await crash(a)
     b = await start_engine(engines, config, tmp_path)
     assert b.registry.profile("shop1", "p1") is None
+
+
+async def test_a_full_cut_after_an_unconfigured_store_went_away(store_url: str, tmp_path: Path, engines: list) -> None:
+    """An unconfigured store's rules are forgotten with its last cart and profile; the profile its cart
+    left is still marked for the cut, which must write its deletion, not fail on the missing store."""
+    config = engine_config(tmp_path, store_url)
+    a = await start_engine(engines, config, tmp_path)
+    await feed(a, dict(cart_event("c1", profile="p1"), store="ghost"))
+    await a.sync()
+    await feed(a, {"type": "cart.cleared", "store": "ghost", "cart": "c1"})
+    assert "ghost" not in a.registry.stores
+    await a.snapshot()  # a full cut (the first after start, or the stop's): the marked profile of a gone store
+    await a.sync()
+    await crash(a)
+    b = await start_engine(engines, config, tmp_path)
+    assert b.registry.profile("ghost", "p1") is None and b.registry.cart("ghost", "c1") is None
