@@ -47,7 +47,6 @@ import os
 import time
 import zlib
 from collections import deque
-from hashlib import blake2b
 from typing import Any
 
 import msgpack
@@ -79,7 +78,7 @@ from engine.stores.documents import (
 )
 from engine.stores.journal import Journal, StoreHealth
 from engine.tasks import cancel_and_wait
-from engine.validate import DIGEST_OVER, Deduper
+from engine.validate import Deduper, dedup_key
 
 __all__ = [
     "FORMAT",
@@ -120,9 +119,8 @@ class RecordingDeduper(Deduper):
         self.recent: deque[tuple[str, str, float]] = deque(maxlen=capacity)
 
     def seen(self, store: str, event_id: str, now: float) -> bool:
-        key: str | bytes = f"{len(store)}:{store}{event_id}"  # as Deduper.seen (inlined: hot path)
-        if len(key) > DIGEST_OVER:
-            key = blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        key = dedup_key(store, event_id)
+        if type(key) is bytes:  # a digest: recorded as one
             store, event_id = "", key.hex()
         if self.seen_key(key, now):
             return True

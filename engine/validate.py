@@ -61,7 +61,7 @@ from zoneinfo import ZoneInfo
 
 from engine.schema import MAX_QTY, EventDecoder, EventType, event_decoder
 
-__all__ = ["Validator", "Limits", "Deduper", "DeduperStatistics", "is_control", "EVENT_TYPES", "DIGEST_OVER"]
+__all__ = ["Validator", "Limits", "Deduper", "DeduperStatistics", "is_control", "EVENT_TYPES", "DIGEST_OVER", "dedup_key"]
 
 _INF = float("inf")
 _MAX_INT_FLOAT = int(sys.float_info.max)  # larger ints cannot become floats (OverflowError)
@@ -496,6 +496,15 @@ class DeduperStatistics:
 DIGEST_OVER = 64
 
 
+def dedup_key(store: str, event_id: str) -> str | bytes:
+    """The :class:`Deduper`'s key of ``(store, event_id)``: ``f"{len(store)}:{store}{id}"``, or its
+    16-byte BLAKE2b digest when longer than :data:`DIGEST_OVER` characters (see the class docstring)."""
+    key = f"{len(store)}:{store}{event_id}"
+    if len(key) > DIGEST_OVER:  # (a long id or store: 16 bytes instead of up to ~4 KB)
+        return blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return key
+
+
 class Deduper:
     """Remembers ``(store, id)`` pairs for ``window_s`` seconds in at most ``capacity`` entries.
 
@@ -550,13 +559,10 @@ class Deduper:
         Returns:
             True for a duplicate: ignore the event (but count it accepted, DESIGN.md says so).
         """
-        key: str | bytes = f"{len(store)}:{store}{event_id}"
-        if len(key) > DIGEST_OVER:  # (a long id or store: 16 bytes instead of up to ~4 KB)
-            key = blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        return self.seen_key(key, now)
+        return self.seen_key(dedup_key(store, event_id), now)
 
     def seen_key(self, key: str | bytes, now: float) -> bool:
-        """:meth:`seen` for a key already made (``f"{len(store)}:{store}{id}"`` or its digest)."""
+        """:meth:`seen` for a key already made by :func:`dedup_key`."""
         expiry = self._expiry
         if expiry and expiry[0] <= now:
             keys, ids = self._keys, self._ids
