@@ -209,7 +209,8 @@ class Renderer:
         """The SMS body (one line)."""
         lang, sources = self._choose(message, "sms")
         values = self._values(message, lang)
-        body = one_line(substitute(self._part(sources, lang, "sms", message.template, "txt"), values), _SMS_MAX)
+        text = substitute(self._part(sources, lang, "sms", message.template, "txt"), values)
+        body = one_line(text, _SMS_MAX)
         resume = values["resume_url"]
         if len(body) < _SMS_MAX or resume in body:
             return body
@@ -217,8 +218,7 @@ class Renderer:
         if len(resume) > _SMS_MAX // 2:
             raise RenderError(f"checkout_url is too long for an SMS ({len(resume)} characters with its tracking "
                               f"parameter; at most {_SMS_MAX // 2})")
-        whole = one_line(substitute(self._part(sources, lang, "sms", message.template, "txt"), values), 1 << 30)
-        before, found, after = whole.partition(resume)
+        before, found, after = one_line(text, 1 << 30).partition(resume)
         if not found:  # a template without the link
             return body
         room = _SMS_MAX - len(resume) - 2

@@ -175,8 +175,7 @@ class ChannelDispatcher:
         kept: list[Message] = []
         unwanted: list[tuple[Message, str]] = []
         for message in queue:
-            intent = self.inflight.get(message.key)
-            reason = "unknown message" if intent is None else self.runtime.still_wanted(intent)
+            reason = self._wanted(message)
             if isinstance(reason, str):
                 unwanted.append((message, reason))
             else:
@@ -239,11 +238,13 @@ class ChannelDispatcher:
         )
 
     # -- the pools' side
-    def _still_wanted(self, message: Message) -> str | float | None:
+    def _wanted(self, message: Message) -> str | float | None:
+        """The runtime's answer for ``message``: None to send, why not, or when to ask again."""
         intent = self.inflight.get(message.key)
-        if intent is None:
-            return "unknown message"
-        reason = self.runtime.still_wanted(intent)
+        return "unknown message" if intent is None else self.runtime.still_wanted(intent)
+
+    def _still_wanted(self, message: Message) -> str | float | None:
+        reason = self._wanted(message)
         if reason is None:
             t = monotonic()
             self._dispatched_at[message.key] = t
