@@ -4,9 +4,11 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from engine.app import Engine
 from engine.stores import StoreError
 from tests.persistence.conftest import (
     RedisServer,
@@ -19,13 +21,19 @@ from tests.persistence.conftest import (
 from tests.persistence.helpers import HOUR, cart_event, feed, states
 
 
-async def test_outage_runs_from_memory_and_catches_up(redis_server: RedisServer, tmp_path: Path, engines: list) -> None:
+async def _synced_then_down(redis_server: RedisServer, tmp_path: Path, engines: list, carts: int) -> tuple[Any, Engine]:
+    """An engine with ``carts`` carts synced to Redis, which then dies (``kill -9``); (config, engine)."""
     config = engine_config(tmp_path, redis_server.url, sync_timeout="1s")
     a = await start_engine(engines, config, tmp_path)
-    for i in range(100):
+    for i in range(carts):
         await feed(a, cart_event(f"c{i}"))
     await a.sync()
     redis_server.kill9()
+    return config, a
+
+
+async def test_outage_runs_from_memory_and_catches_up(redis_server: RedisServer, tmp_path: Path, engines: list) -> None:
+    config, a = await _synced_then_down(redis_server, tmp_path, engines, 100)
 
     for i in range(100, 150):  # ingest goes on
         assert (await feed(a, cart_event(f"c{i}")))["accepted"] == 1
@@ -114,12 +122,7 @@ async def test_dirty_marks_during_an_outage_track_the_carts_held(redis_server: R
                                                                  engines: list) -> None:
     """Every event naming a cart left a mark, also for carts the engine never held (a cart.cleared for an
     unknown id): while the store is down no cut takes them, and they grew with the events, not the carts."""
-    config = engine_config(tmp_path, redis_server.url, sync_timeout="1s")
-    a = await start_engine(engines, config, tmp_path)
-    for i in range(3):
-        await feed(a, cart_event(f"c{i}"))
-    await a.sync()
-    redis_server.kill9()
+    config, a = await _synced_then_down(redis_server, tmp_path, engines, 3)
     with pytest.raises(StoreError):
         await a.snapshot()
     for k in range(5):
