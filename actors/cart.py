@@ -9,7 +9,7 @@ Lifecycle::
                     ^ ^   |        payment.failed, while not empty                     |
                     | |   |                                              first intent   |
                     | |   |                                              issued         v
-                    | +---|--- cart.updated: the run stops (also from abandoned) -- [ recovering ]
+                    | +---|--- cart.updated: the run pauses (also from abandoned) - [ recovering ]
                     |     |                                                            |
                     |     +--- order.completed, no message credited ----> [ converted ] <--+ (from abandoned
                     |                                                                    |    or recovering)
@@ -27,10 +27,11 @@ Lifecycle::
 from          event or timer                                     to
 ============  =================================================  ===========================================
 active        update (contents; timer left alone)                active
-active        idle timer, ``seen + abandon_after`` passed        abandoned (run n+1), or cleared if empty
-active        session.ended / payment.failed, not empty          abandoned (run n+1), at the event's time
+active        idle timer, ``seen + abandon_after`` passed        abandoned (run n+1, resuming a paused run),
+                                                                 or cleared if empty
+active        session.ended / payment.failed, not empty          the same, at the event's time
 abandoned     a step issues its first intent                     recovering
-in a run      update                                             active (the run is over; held sends dropped)
+in a run      update                                             active (the run pauses; held sends dropped)
 in a run      ``expire_after`` since abandonment                 expired
 any but final order.completed, a sent message within the window  recovered, else converted
 expired       order.completed, a sent message within the window  recovered, else converted
@@ -42,8 +43,12 @@ final         tombstone timer (``attribution_window`` later)     dropped from me
 States: ``active`` (shopping), ``abandoned`` (a run started, nothing sent yet), ``recovering`` (the run
 issued at least one message), ``recovered`` (bought after a message, within the attribution window),
 ``converted`` (bought, no message credited), ``expired`` (the run ran out), ``cleared`` (emptied by the
-shop). A *run* is one pass through the flow; run numbers grow by one per abandonment and are part of
-every idempotency key ``store:cart:run:step:channel``, so a re-abandoned cart gets fresh keys.
+shop). A *run* is one pass through the flow; run numbers are part of every idempotency key
+``store:cart:run:step:channel``; each abandonment starts a new run, so its keys are fresh. A shopper who
+comes back during a run *pauses* it (DESIGN.md: "a cart that was in recovery returns to active (the flow
+pauses)"): when the cart is abandoned again before that run would have expired, the new run resumes the
+sequence after the last message that went out, spaced from it as the flow spaces them, so nobody gets
+the same reminder twice (see :meth:`CartActor._abandon`).
 
 Time. ``now`` is the engine clock (unix seconds); events carry ``ts``. An event's effective time is
 ``t = max(seen, min(ts, now))``: an event cannot be later than the engine's now (a skewed shop clock is
@@ -375,9 +380,13 @@ class CartActor:
     def _reactivate(self, event: Mapping[str, Any], t: float, state: CartState) -> list[Any] | None:
         """A cart update on a cart in a run or in a final state: back to active (the flow pauses).
 
-        The run is over for good: the next abandonment starts run ``n + 1``. Leaving a final state other
-        than *expired* starts a new shopping session (flags and attribution data reset); an expired cart
-        keeps its last message so that a later order is still attributed.
+        From a run, the run *pauses* (DESIGN.md): its postponed sends are cancelled, but it keeps its
+        abandonment time (``since``, which marks an active cart as holding a paused run) and its last
+        message, and the next abandonment resumes the sequence after that message (:meth:`_abandon`)
+        instead of greeting the shopper with the first reminder again. Leaving a final state starts a new
+        shopping session; other than
+        from *expired*, flags and attribution data reset (an expired cart keeps its last message so that a
+        later order is still attributed).
         """
         effects: list[Any] = []
         if state in _IN_RUN:
@@ -389,20 +398,44 @@ class CartActor:
         if event["type"] == "checkout.started":
             self.flags |= HIGH_INTENT
         self.state = ACTIVE
-        self.since = None
         deadline = t + self.store.flow.abandon_after_s
         if self.due is None or self.due > deadline:
             self._arm(deadline, TAG_IDLE, effects)
         return effects or None
 
     def _abandon(self, at: float, effects: list[Any]) -> None:
-        self.run += 1
+        """The cart is abandoned at ``at``: run ``n + 1`` starts, resuming a paused run if there is one.
+
+        A run paused by the shopper's return (:meth:`_reactivate`) and abandoned again before it would have
+        expired (``since + expire_after``) *resumes*: the new run skips the steps up to the last one whose
+        message went out in the paused run and goes on with the step after it, spaced from it as the flow
+        spaces them (the run's start is ``at`` minus that step's ``after``). So the shopper gets the next
+        message of the sequence, never the same reminder a second time. Steps after it run again, under the
+        new run's keys: their messages did not go out (skipped, postponed, or cancelled in a channel's
+        queue when the shopper came back). A resumed run counts as ``resumed``, not ``abandoned``: it is the
+        same recovery attempt. A paused run older than that, or one that sent nothing, starts over.
+        """
+        since = self.since
+        old_run = self.run
+        self.run = old_run + 1
+        self.state = ABANDONED
+        if since is not None and at < since + self.store.flow.expire_after_s:  # a paused run resumes
+            effects.append((METRIC, "resumed", 1))
+            touch = self.touch
+            if touch is not None and touch[0] == old_run:
+                done = 0
+                for after_s, step_no, _ in self.store.schedule:
+                    done |= 1 << (step_no - 1)
+                    if step_no == touch[1]:
+                        self.done = done
+                        self.since = at - after_s
+                        return
+        else:
+            effects.append((METRIC, "abandoned", 1))
+            if self.flags & PAYMENT_FAILED:
+                effects.append((METRIC, "abandoned.payment_failed", 1))
         self.done = 0
         self.since = at
-        self.state = ABANDONED
-        effects.append((METRIC, "abandoned", 1))
-        if self.flags & PAYMENT_FAILED:
-            effects.append((METRIC, "abandoned.payment_failed", 1))
 
     def _order(self, event: Mapping[str, Any], t: float) -> list[Any] | None:
         state = self.state
@@ -634,6 +667,7 @@ class CartActor:
         items, value, currency, url = self.contents()
         return {
             "state": self.state.value, "run": self.run, "next_due": self.due, "store": self.store.id,
+            "paused": self.state is ACTIVE and self.since is not None,
             "cart": self.cart, "profile": self.profile, "items": items,
             "value": value, "currency": currency, "checkout_url": url, "high_intent": bool(self.flags & HIGH_INTENT),
             "payment_failed": bool(self.flags & PAYMENT_FAILED), "seen": self.seen, "abandoned_at": self.since,

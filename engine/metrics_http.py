@@ -127,8 +127,9 @@ def render_metrics(view: StatsView) -> str:
 
     rec = doc["recovery"]
     w.labelled("cartwheel_recovery_carts_total", "counter",
-               "Carts by recovery milestone: abandoned (a run started), recovered, converted, expired, cleared.",
-               [({"milestone": k}, rec[k]) for k in ("abandoned", "recovered", "converted", "expired", "cleared")])
+               "Carts by recovery milestone: abandoned (a run started), resumed (a paused run went on), recovered, "
+               "converted, expired, cleared.",
+               [({"milestone": k}, rec[k]) for k in ("abandoned", "resumed", "recovered", "converted", "expired", "cleared")])
     w.one("cartwheel_recovered_revenue_total", "counter", "Order value attributed to recovery messages.", rec["revenue"])
     w.one("cartwheel_recovery_rate", "gauge", "Recovered carts divided by abandoned carts.", rec["rate"])
     w.labelled("cartwheel_recovered_by_step_total", "counter", "Recovered carts by the flow step credited.",

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: recovery metrics the actors emit (METRIC effects) that the ``recovery`` block reports
-RECOVERY_METRICS = ("abandoned", "recovered", "converted", "expired", "cleared", "revenue")
+RECOVERY_METRICS = ("abandoned", "resumed", "recovered", "converted", "expired", "cleared", "revenue")
 #: engagement metrics from ``message.opened`` / ``message.clicked``
 ENGAGEMENT_METRICS = ("opened", "clicked")
 #: rate windows in seconds, as reported (``"1s"``, ``"10s"``, ``"60s"``)
@@ -264,6 +264,7 @@ class Stats:
             "converted": int(m.get("converted", 0)),
             "expired": int(m.get("expired", 0)),
             "cleared": int(m.get("cleared", 0)),
+            "resumed": int(m.get("resumed", 0)),
             "payment_failed": int(m.get("abandoned.payment_failed", 0)),
             "rate": round(recovered / abandoned, 4) if abandoned else 0.0,
             "revenue": round(m.get("revenue", 0.0), 2),

@@ -99,3 +99,17 @@ def test_a_snapshot_that_saved_a_schedule_position_still_loads(bulk: bool) -> No
     new.advance(T0 + 2 * DAY + HOUR)
     assert _sent(new) == [(4.0, 3, "email"), (24.0, 4, "email"), (40.0, 5, "email")]
     assert new.metrics["expired"] == 1
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["load_cart", "chunks"])
+def test_a_paused_run_survives_a_restart_and_resumes(bulk: bool) -> None:
+    """A shopper back after the first two messages: the paused run (abandonment time, last message) is in
+    the snapshot, so the abandonment after the restart resumes with step 3, not with step 1."""
+    sim = _abandoned(BASE, T0 + 2 * HOUR)
+    assert _sent(sim) == [(1.0, 1, "email"), (1.5, 2, "whatsapp")]
+    sim.apply(cart_event(prof=profile(phone="+34600111222")), T0 + 2 * HOUR)
+    new = _restore(sim.reg, BASE, sim.now, bulk=bulk)
+    assert next(iter(new.reg)).describe()["paused"] is True
+    new.advance(T0 + 30 * HOUR)  # abandoned again at 2 h 30; its run starts at 1 h (2 h 30 - 1 h 30)
+    assert _sent(new) == [(5.0, 3, "email"), (25.0, 4, "email")]
+    assert new.metrics == {"resumed": 1}

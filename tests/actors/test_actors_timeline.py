@@ -218,26 +218,120 @@ def test_cancelled_email_gives_its_credit_back() -> None:
     assert reg.stores["demo"].credits == 1
 
 
-def test_update_during_recovery_pauses_and_second_abandonment_is_run_2() -> None:
+def test_update_during_recovery_pauses_the_run_and_the_next_abandonment_resumes_it() -> None:
+    """DESIGN.md: "a cart that was in recovery returns to active (the flow pauses)". The shopper back
+    after the first reminder does not get it a second time when they leave again: the next run goes on
+    with the next step, as far from the new abandonment as the flow puts it from the last one sent."""
     reg = make_registry({"demo": demo_store()})
-    t0 = at("2024-05-15 10:00", MADRID)
+    t0 = at("2024-05-15 10:00", MADRID)  # a Wednesday, inside the WhatsApp window
     sim = Sim(reg, t0)
     sim.apply(cart_event(prof=full_profile()))
     sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
     sim.apply(cart_event(prof=full_profile(), value=90.0), t0 + 70 * MIN)  # back while the run is on
     actor = reg.cart("demo", "c1")
-    assert actor is not None and actor.state is CartState.ACTIVE
-    sim.advance(t0 + 70 * MIN + 30 * MIN + 2 * HOUR)
-    second = t0 + 100 * MIN  # 30 min idle after the update
+    assert actor is not None and actor.state is CartState.ACTIVE and actor.describe()["paused"] is True
+    sim.advance(t0 + 70 * MIN + 30 * MIN + 50 * HOUR)
+    second = t0 + 100 * MIN  # 30 min idle after the update: abandoned again
+    start = second - HOUR  # the run's clock resumes at the last step sent (1 h)
     assert sim.sent() == [
         (t0 + HOUR, 1, 1, "email"), (t0 + HOUR, 1, 1, "push"),
-        (second + HOUR, 2, 1, "email"), (second + HOUR, 2, 1, "push"),
-        (second + 90 * MIN, 2, 2, "whatsapp"),
+        (start + 90 * MIN, 2, 2, "whatsapp"),
+        (start + 4 * HOUR, 2, 3, "email"), (start + 4 * HOUR, 2, 3, "push"),
+        (start + 24 * HOUR, 2, 4, "email"), (start + 24 * HOUR, 2, 4, "push"),
+        (start + 40 * HOUR, 2, 5, "email"), (start + 40 * HOUR, 2, 5, "push"),
     ]
     keys = [s.intent.key for s in sim.sends]
-    assert keys[2:] == ["demo:c1:2:1:email", "demo:c1:2:1:push", "demo:c1:2:2:whatsapp"]
-    assert sim.metrics["abandoned"] == 2 and actor.run == 2
-    assert sim.sends[2].intent.value == 90.0
+    assert len(set(keys)) == len(keys) and keys[2] == "demo:c1:2:2:whatsapp"
+    assert sim.sends[2].intent.value == 90.0  # the contents of the update
+    assert sim.metrics["abandoned"] == 1 and sim.metrics["resumed"] == 1 and actor.run == 2
+    assert sim.metrics["expired"] == 1 and actor.state is CartState.EXPIRED
+    assert not actor.describe()["paused"]
+
+
+def test_a_run_paused_before_its_first_message_went_out_starts_over() -> None:
+    reg = make_registry({"demo": demo_store()})
+    t0 = at("2024-05-15 10:00", MADRID)
+    sim = Sim(reg, t0)
+    sim.apply(cart_event(prof=full_profile()))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
+    sim.apply(cart_event(prof=full_profile()), t0 + 20 * MIN)
+    sim.advance(t0 + 20 * MIN + 30 * MIN + 2 * HOUR)
+    again = t0 + 50 * MIN
+    assert sim.sent() == [
+        (again + HOUR, 2, 1, "email"), (again + HOUR, 2, 1, "push"), (again + 90 * MIN, 2, 2, "whatsapp"),
+    ]
+    assert sim.metrics["abandoned"] == 1 and sim.metrics["resumed"] == 1
+
+
+def test_a_message_cancelled_in_its_queue_by_the_shoppers_return_is_sent_in_the_resumed_run() -> None:
+    """Step 1 issued, still queued when the shopper comes back (cancelled: "cart active again"): nothing
+    went out, so the resumed run starts with step 1 again, under its own key."""
+    reg = make_registry({"demo": demo_store()})
+    t0 = at("2024-05-15 10:00", MADRID)
+    sim = Sim(reg, t0, auto_deliver=False)
+    sim.apply(cart_event(prof=full_profile()))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
+    sim.advance(t0 + HOUR)  # step 1 issued, not delivered yet
+    sim.apply(cart_event(prof=full_profile()), t0 + HOUR + MIN)
+    sim.flush()  # the queued messages meet still_wanted: cancelled
+    sim.advance(t0 + 3 * HOUR)
+    again = t0 + 91 * MIN
+    sim.flush()
+    assert [(s.intent.key, s.outcome) for s in sim.sends] == [
+        ("demo:c1:1:1:email", "cancelled"), ("demo:c1:1:1:push", "cancelled"),
+        ("demo:c1:2:1:email", "sent"), ("demo:c1:2:1:push", "sent"),
+    ]
+    assert [s.intent.created_at for s in sim.sends[2:]] == [again + HOUR] * 2
+
+
+def test_resumed_steps_keep_the_flow_spacing_from_the_last_message_sent() -> None:
+    reg = make_registry({"demo": demo_store()})
+    t0 = at("2024-05-15 19:00", MADRID)
+    sim = Sim(reg, t0)
+    sim.apply(cart_event(prof=full_profile()))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})  # abandoned 19:00
+    sim.advance(t0 + 2 * HOUR)  # 20:00 email + push; 20:30 WhatsApp: inside the window, sent
+    # paused at 21:10 with step 3 (23:00) pending; abandoned again at 21:40, 2 h 30 before step 3's turn
+    sim.apply(cart_event(prof=full_profile()), t0 + 2 * HOUR + 10 * MIN)
+    sim.advance(t0 + 60 * HOUR)
+    again = t0 + 2 * HOUR + 40 * MIN  # 21:40
+    start = again - 90 * MIN  # last message sent: the WhatsApp one at 1 h 30
+    assert [s for s in sim.sent() if s[2] >= 3] == [
+        (start + 4 * HOUR, 2, 3, "email"), (start + 4 * HOUR, 2, 3, "push"),
+        (start + 24 * HOUR, 2, 4, "email"), (start + 24 * HOUR, 2, 4, "push"),
+        (start + 40 * HOUR, 2, 5, "email"), (start + 40 * HOUR, 2, 5, "push"),
+    ]
+    assert len(sim.sent()) == 9 and sim.logged("cancelled") == []
+
+
+def test_a_postponed_whatsapp_send_is_postponed_again_in_the_resumed_run() -> None:
+    reg = make_registry({"demo": demo_store()})
+    t0 = at("2024-05-15 20:00", MADRID)
+    sim = Sim(reg, t0)
+    sim.apply(cart_event(prof=full_profile()))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})  # abandoned 20:00
+    sim.advance(t0 + 100 * MIN)  # 21:00 email + push; 21:30 WhatsApp postponed to 09:00 tomorrow
+    assert [(step, ch) for _, step, ch, _ in sim.logged("postponed")] == [(2, "whatsapp")]
+    sim.apply(cart_event(prof=full_profile()), t0 + 2 * HOUR)  # 22:00: back
+    sim.advance(t0 + 3 * DAY)  # abandoned again at 22:30: step 2 at 23:00, postponed again
+    assert sim.logged("cancelled") == [(t0 + 2 * HOUR, 2, "whatsapp", "cart active again")]
+    assert [s for s in sim.sent() if s[3] == "whatsapp"] == [(at("2024-05-16 09:00", MADRID), 2, 2, "whatsapp")]
+    assert [s[2] for s in sim.sent()] == [1, 1, 3, 3, 2, 4, 4, 5, 5]  # step 3 at 01:30, before the window
+
+
+def test_a_run_paused_until_it_would_have_expired_is_over_and_a_new_run_starts() -> None:
+    reg = make_registry({"demo": demo_store()})
+    t0 = at("2024-05-15 10:00", MADRID)
+    sim = Sim(reg, t0)
+    sim.apply(cart_event(prof=full_profile()))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
+    sim.advance(t0 + 70 * MIN)  # step 1 sent
+    for k in range(1, 145):  # the shopper keeps the cart busy for two days
+        sim.apply(cart_event(prof=full_profile()), t0 + 55 * MIN + k * 20 * MIN)
+    again = t0 + 55 * MIN + 48 * HOUR + 30 * MIN
+    sim.advance(again + 2 * HOUR)
+    assert sim.sent()[2:4] == [(again + HOUR, 2, 1, "email"), (again + HOUR, 2, 1, "push")]  # step 1 again
+    assert sim.metrics["abandoned"] == 2 and "resumed" not in sim.metrics
 
 
 def test_four_touch_end_to_end() -> None:
