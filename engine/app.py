@@ -203,7 +203,7 @@ class Engine:
                 return
             except StoreUnavailable as exc:
                 if monotonic() + delay_s > deadline:
-                    raise StoreUnavailable(f"{exc} (gave up after {STORE_WAIT_S:g} s)") from None
+                    raise type(exc)(f"{exc} (gave up after {STORE_WAIT_S:g} s)") from None
                 log.error("store %s not available (%s); retrying in %.1f s", self.store.describe(), exc, delay_s)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)

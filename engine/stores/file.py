@@ -5,6 +5,7 @@ Files in ``DIR``::
     snapshot.msgpack                    the base: a full snapshot (generation G)
     delta-<G>-<n>.msgpack               incremental snapshots on top of base G, n = 1, 2, ...
     journal-<lsn>.log                   journal segments: ingest batches and ledger entries after <lsn>
+    LOCK                                the pid of the engine that has the directory open (see below)
 
 Every snapshot file is written atomically: a temporary file in the same directory, ``fsync``,
 ``rename``, ``fsync`` of the directory. A crash leaves the previous file or the new one, never a torn
@@ -25,12 +26,20 @@ process died mid-write) ends that segment's replay with a warning and is cut off
 once a committed snapshot covers every record in it; the snapshot carries the ledger entries still
 live, so nothing the ledger needs is lost with it.
 
+One engine per directory: :meth:`FileStore.open` takes an exclusive ``flock`` on ``LOCK`` (held until the
+process closes the store or dies: the kernel drops it with the process, so a ``kill -9`` leaves no stale
+lock). A second engine on the same directory would restore the same carts and send every message twice;
+it gets :class:`~engine.stores.base.StoreTaken` naming the first one's pid instead, and keeps retrying
+at start like any store that is not available yet (a restarted engine waits while the old one writes
+its final snapshot).
+
 All file I/O runs on two worker threads (one for the journal, one for snapshots), so the event loop
 never waits for a disk.
 """
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import shutil
@@ -50,6 +59,7 @@ from engine.stores.base import (
     Progress,
     SnapshotWrite,
     Store,
+    StoreTaken,
     StoreUnavailable,
     check_meta,
 )
@@ -209,6 +219,7 @@ class FileStore(Store):
         self._base_bytes = 0
         self._delta_bytes = 0
         self._full: _FullWrite | None = None  # a full snapshot being streamed (snapshot thread only)
+        self._lock_fd: int | None = None  # LOCK, flock'ed while this engine has the directory open
 
     def describe(self) -> str:
         return f"file:{self.directory}"
@@ -219,8 +230,30 @@ class FileStore(Store):
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreUnavailable(f"{self.describe()}: cannot create the directory: {exc}") from None
+        self._lock()
         self._journal_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cartwheel-journal-io")
         self._snapshot_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cartwheel-snapshot-io")
+
+    def _lock(self) -> None:
+        """Take ``LOCK`` for this process (see the module docstring). Raises: StoreTaken, StoreUnavailable."""
+        if self._lock_fd is not None:
+            return
+        path = self.directory / "LOCK"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreUnavailable(f"{self.describe()}: cannot open {path}: {exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreTaken(
+                f"{self.describe()}: in use by another engine (pid {holder}); one engine per store directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
@@ -232,6 +265,9 @@ class FileStore(Store):
             await loop.run_in_executor(self._snapshot_io, self._abort_full)
             self._snapshot_io.shutdown(wait=True)
             self._snapshot_io = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock (the pid stays: it is only read while locked)
+            self._lock_fd = None
 
     async def _run(self, pool: ThreadPoolExecutor | None, fn: Any, *args: Any) -> Any:
         if pool is None:
