@@ -245,6 +245,7 @@ class IngestProtocol(asyncio.Protocol):
         self.write_paused = False
         self.over_budget = False  # paused until the next loop turn (see _process)
         self.closed = False
+        self.eof = False  # the client half-closed: close once the pending replies are written
 
     # -- connection lifecycle
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -393,7 +394,9 @@ class IngestProtocol(asyncio.Protocol):
             out.clear()
 
     def eof_received(self) -> bool | None:
-        # A client that half-closes still gets the replies to what it sent; then we close.
+        # A client that half-closes still gets the replies to what it sent; then we close (here, or in
+        # _flush once the replies still waiting for a sync or the journal are written).
+        self.eof = True
         if not self.pending and self.transport is not None:
             self.transport.close()
         return True
@@ -469,6 +472,10 @@ class IngestProtocol(asyncio.Protocol):
                 transport.close()
                 return
             transport.write(head)
+        if self.eof:
+            if transport is not None:
+                transport.close()
+            return
         if (transport is not None and not self.write_paused and not self.server.paused and not self.closed
                 and not self.over_budget):
             transport.resume_reading()
