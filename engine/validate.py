@@ -28,7 +28,8 @@ list of at most ``max_items`` maps with **sku** (string), **qty** (positive inte
 ``value`` is a finite number >= 0; ``currency`` three ASCII letters (upper-cased); ``checkout_url`` an
 http(s) URL. ``profile`` is a profile id string or a map with **id**, ``email`` (looks like
 ``local@domain.tld``), ``phone`` (E.164: ``+`` and 8 to 15 digits), ``push`` (a token string or a Web
-Push subscription map with an http(s) ``endpoint``), ``locale`` (a language tag like ``en`` or
+Push subscription map with an http(s) ``endpoint``, ``keys`` and ``expirationTime``; its other fields
+are removed), ``locale`` (a language tag like ``en`` or
 ``es-ES``; ``es_ES`` is rewritten ``es-ES``), ``timezone`` (a zoneinfo name) and ``consent`` (a map of
 booleans, e.g. ``email``, ``sms``, ``whatsapp``, ``push``). Every map's keys must be strings. An
 optional field whose value is ``nil`` counts as absent (JSON-minded backends send ``null`` for "none").
@@ -448,10 +449,25 @@ class Validator:
         return None
 
     def _push_subscription(self, sub: dict[str, Any]) -> str | None:
-        """A Web Push subscription: ``{"endpoint": URL, "keys": {"p256dh": ..., "auth": ...}}``."""
+        """A Web Push subscription: ``{"endpoint": URL, "keys": {"p256dh": ..., "auth": ...}}``, with an
+        optional ``expirationTime`` (a number or nil).
+
+        The map is stored whole and handed to a channel as JSON, so any other field is removed (in place)
+        rather than carried: it may hold what msgpack can carry and JSON cannot (bin, extension types, maps
+        with int keys), which broke the profile's record or the cart's flow when it was sent.
+        """
+        unknown = False
         for key in sub:
             if type(key) is not str:
                 return "profile.push: keys must be strings"
+            if key not in _SUBSCRIPTION_FIELDS:
+                unknown = True
+        if unknown:
+            for key in [key for key in sub if key not in _SUBSCRIPTION_FIELDS]:
+                del sub[key]
+        expires = sub.get("expirationTime")
+        if expires is not None and not ((type(expires) is int or type(expires) is float) and -_INF < expires < _INF):
+            return "profile.push.expirationTime: must be a number or nil"
         err = self._url(sub.get("endpoint"), "profile.push.endpoint")
         if err is not None:
             return err
@@ -464,6 +480,9 @@ class Validator:
                     return "profile.push.keys: must be a map of strings"
         return None
 
+
+#: the fields of a Web Push subscription map that are kept (see Validator._push_subscription)
+_SUBSCRIPTION_FIELDS = frozenset(("endpoint", "keys", "expirationTime"))
 
 #: The event types of DESIGN.md, in its table's order.
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)

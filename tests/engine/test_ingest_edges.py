@@ -35,3 +35,43 @@ async def test_a_half_closed_client_gets_every_reply_then_eof_also_behind_a_sync
         assert replies[1] == {"seq": 2, "synced": True}
     finally:
         await client.close()
+
+
+async def test_odd_values_in_a_push_subscription_neither_reject_the_event_nor_kill_the_flow(engine: Engine) -> None:
+    # A Web Push subscription map is stored whole and handed to the channel as JSON. An unknown field
+    # in it holding what msgpack carries and JSON cannot (bin, an extension, a timestamp, a map with
+    # int keys) was accepted, and then: an int-keyed map broke the profile record (the event answered
+    # "internal error; not applied", yet its cart was created), and the others made the cart's first
+    # step raise when the push contact was turned into JSON, so the flow stopped and not even the
+    # email went out.
+    odd = {"bin": b"\x00\x01", "ext": msgpack.ExtType(5, b"zz"), "ts": msgpack.Timestamp(5, 0), "intkey": {1: 2}}
+    client = await Client.tcp(engine)
+    try:
+        for name, value in odd.items():
+            event = cart_event(name, profile=f"p-{name}")
+            event["profile"]["push"] = {"endpoint": "https://push.example/s/1",
+                                        "keys": {"p256dh": "k", "auth": "a"}, "extra": value}
+            event["profile"]["consent"] = {"email": True, "push": True}
+            assert await client.frame(event) == {"seq": list(odd).index(name) + 1,
+                                                 "accepted": 1, "rejected": []}
+    finally:
+        await client.close()
+    await engine.runtime.advance_clock(2 * 3600)
+    for name in odd:
+        sent = {(r["channel"], r["outcome"]) for r in engine.runtime.msglog.query(cart=name)}
+        assert ("email", "sent") in sent and ("push", "sent") in sent, (name, sent)
+
+
+def test_a_push_subscription_keeps_its_known_fields_and_names_a_bad_expiration_time() -> None:
+    from engine.config import EngineSettings
+    from engine.validate import Validator
+
+    validator = Validator(EngineSettings())
+    event = cart_event("c1")
+    sub = {"endpoint": "https://push.example/s/1", "keys": {"p256dh": "k", "auth": "a"}, "expirationTime": None,
+           "extra": b"\x00"}
+    event["profile"]["push"] = sub
+    assert validator.validate(event, 0.0) is None
+    assert sub == {"endpoint": "https://push.example/s/1", "keys": {"p256dh": "k", "auth": "a"}, "expirationTime": None}
+    event["profile"]["push"] = {"endpoint": "https://push.example/s/1", "expirationTime": float("nan")}
+    assert validator.validate(event, 0.0) == "profile.push.expirationTime: must be a number or nil"
