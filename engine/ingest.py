@@ -39,10 +39,12 @@ log = logging.getLogger("cartwheel.ingest")
 
 _packb = msgspec.msgpack.Encoder().encode  # replies: msgpack.packb's bytes, without a Packer per call
 _unpackb = msgpack.unpackb
-#: the fast path refused an event: a rule broken, bytes msgspec reads differently from msgpack, or
-#: nesting deeper than msgspec's recursion limit (msgpack goes to 1 024 levels). msgpack, on the slow
-#: path, has the last word on whether the bytes are msgpack at all, as it had before msgspec came in.
-_Invalid = (msgspec.MsgspecError, RecursionError)
+#: the fast path refused an event: a rule broken, bytes msgspec reads differently from msgpack, a
+#: known string field whose bytes are not UTF-8 (msgspec raises UnicodeDecodeError, not one of its own
+#: errors, for those), or nesting deeper than msgspec's recursion limit (msgpack goes to 1 024 levels).
+#: msgpack, on the slow path, has the last word on whether the bytes are msgpack at all, as it had
+#: before msgspec came in.
+_Invalid = (msgspec.MsgspecError, UnicodeDecodeError, RecursionError)
 #: what msgpack raises for bytes that are not msgpack (TypeError: a map key that cannot be a dict key;
 #: ValueError covers bad UTF-8 and extra data)
 _NOT_MSGPACK = (msgpack.UnpackValueError, msgpack.FormatError, msgpack.StackError, ValueError, TypeError)

@@ -75,3 +75,34 @@ def test_a_push_subscription_keeps_its_known_fields_and_names_a_bad_expiration_t
     assert sub == {"endpoint": "https://push.example/s/1", "keys": {"p256dh": "k", "auth": "a"}, "expirationTime": None}
     event["profile"]["push"] = {"endpoint": "https://push.example/s/1", "expirationTime": float("nan")}
     assert validator.validate(event, 0.0) == "profile.push.expirationTime: must be a number or nil"
+
+
+
+def _bad_utf8(field: str) -> bytes:
+    """One event map whose ``field`` is a msgpack str holding bytes that are not UTF-8 (not msgpack)."""
+    event = msgpack.packb({"type": "session.ended", "store": "shop1", "cart": "c1", field: "@@"})
+    return event.replace(b"\xa2@@", b"\xa2\xff\xfe")
+
+
+async def test_invalid_utf8_in_a_known_field_gets_the_error_reply_after_the_earlier_replies(engine: Engine) -> None:
+    # msgspec raises UnicodeDecodeError (not a msgspec error) for a known string field whose bytes are
+    # not UTF-8; it escaped data_received, the loop aborted the connection, and the replies to the
+    # frames before it (their events applied) were never written: no error reply either.
+    for bad, seq in ((_bad_utf8("store"), 4), (b"\x92" + msgpack.packb(cart_event("c9")) + _bad_utf8("cart"), 4),
+                     (_bad_utf8("type"), 4)):
+        client = await Client.tcp(engine)
+        try:
+            client.send(cart_event("c1"))
+            client.send([cart_event("c2"), cart_event("c3")])
+            client.send([])
+            client.send_raw(bad)
+            client.send(cart_event("c4"))  # never read: the connection closes at the bad frame
+            await client.writer.drain()
+            replies = await _until_eof(client)
+        finally:
+            await client.close()
+        assert replies[:3] == [{"seq": 1, "accepted": 1, "rejected": []}, {"seq": 2, "accepted": 2, "rejected": []},
+                               {"seq": 3, "accepted": 0, "rejected": []}]
+        assert len(replies) == 4 and replies[3]["seq"] == seq and replies[3]["error"].startswith("invalid msgpack")
+        assert engine.registry.cart("shop1", "c3") is not None
+        assert engine.registry.cart("shop1", "c9") is None and engine.registry.cart("shop1", "c4") is None
