@@ -72,6 +72,11 @@ def encode_reply(reply: dict[str, Any]) -> bytes:
     return orjson.dumps(reply, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n"
 
 
+def _no_arguments(args: list[str]) -> None:
+    if args:
+        raise CommandError(f"takes no arguments, got {' '.join(args)!r}")
+
+
 class AdminCommands:
     """The commands, each ``async cmd_<name>(args) -> dict``.
 
@@ -107,18 +112,18 @@ class AdminCommands:
     # ------------------------------------------------------------------ reading
     async def cmd_help(self, args: list[str]) -> dict[str, Any]:
         """help — this list: each command with its arguments."""
+        _no_arguments(args)
         commands = {}
         for attr in sorted(dir(self)):
             if attr.startswith("cmd_"):
-                doc = (getattr(self, attr).__doc__ or "").strip().splitlines()[0]
+                doc = " ".join((getattr(self, attr).__doc__ or "").strip().split("\n\n")[0].split())
                 commands[attr[4:]] = doc
         commands["quit"] = "quit — close this connection"
         return {"commands": commands}
 
     async def cmd_stats(self, args: list[str]) -> dict[str, Any]:
         """stats — carts by state, timers, events and rates, sends, recovery, latency, persistence, memory."""
-        if args:
-            raise CommandError("takes no arguments")
+        _no_arguments(args)
         return self.view.document()
 
     async def cmd_cart(self, args: list[str]) -> dict[str, Any]:
@@ -165,6 +170,7 @@ class AdminCommands:
     async def cmd_flows(self, args: list[str]) -> dict[str, Any]:
         """flows — every flow: abandonment, expiry, attribution, frequency cap and its steps (with their
         conditions)."""
+        _no_arguments(args)
         flows = {}
         for name, flow in self.engine.registry.flows.items():
             flows[name] = {
@@ -176,6 +182,7 @@ class AdminCommands:
 
     async def cmd_channels(self, args: list[str]) -> dict[str, Any]:
         """channels — each channel's kind, rate, queue depth, in flight, breaker state, paused."""
+        _no_arguments(args)
         return {"channels": self.engine.channels_document()}
 
     # ------------------------------------------------------------------ changing
@@ -240,6 +247,7 @@ class AdminCommands:
 
     async def cmd_snapshot(self, args: list[str]) -> dict[str, Any]:
         """snapshot — write a full snapshot now."""
+        _no_arguments(args)
         try:
             took = await self.engine.snapshot()
         except Exception as exc:  # noqa: BLE001 - the store is down: say so, keep the socket

@@ -40,6 +40,8 @@ async def test_unix_socket_is_0600_and_help_lists_every_command_with_its_argumen
         reply = await admin("help")
         assert reply["ok"] is True and set(reply["commands"]) == COMMANDS
         assert reply["commands"]["cart"].startswith("cart STORE CART")
+        # a docstring's whole first paragraph, not its first line cut mid-sentence
+        assert reply["commands"]["flows"].endswith("its steps (with their conditions).")
         assert reply["commands"]["credits"].startswith("credits STORE [+N|-N]")
         assert "clock [advance DURATION | set TIME]" in reply["commands"]["clock"]
         assert (await admin("auth whatever"))["ok"] is True  # harmless on the UNIX socket
@@ -62,6 +64,10 @@ async def test_close_removes_the_socket_and_ends_open_sessions(tmp_path: Path) -
     ("no-such-command", "unknown command 'no-such-command'"),
     ("__init__", "unknown command '__init__'"),
     ("stats now", "stats: takes no arguments"),
+    ("snapshot now", "snapshot: takes no arguments, got 'now'"),  # was: a full snapshot, the word ignored
+    ("flows all", "flows: takes no arguments, got 'all'"),
+    ("channels email", "channels: takes no arguments, got 'email'"),
+    ("help cart", "help: takes no arguments, got 'cart'"),
     ("cart shop1", "cart: usage: cart STORE CART"),
     ("cart shop1 nope", "cart: no cart 'nope' in store 'shop1'"),
     ("cancel shop1 nope", "cancel: no cart 'nope' in store 'shop1'"),
