@@ -278,6 +278,8 @@ class IngestProtocol(asyncio.Protocol):
 
     # -- frames
     def data_received(self, data: bytes) -> None:
+        if self.closed:  # after an error reply: nothing more is read (see _fail)
+            return
         try:
             self.unpacker.feed(data)
         except msgpack.BufferFull:
@@ -409,6 +411,7 @@ class IngestProtocol(asyncio.Protocol):
         if self.transport is not None:
             if self.pending:
                 self.pending.append(b"")  # close after the queued replies are written
+                self.transport.pause_reading()  # and read (and apply) nothing more meanwhile
             else:
                 self.transport.close()
 

@@ -106,3 +106,40 @@ async def test_invalid_utf8_in_a_known_field_gets_the_error_reply_after_the_earl
         assert len(replies) == 4 and replies[3]["seq"] == seq and replies[3]["error"].startswith("invalid msgpack")
         assert engine.registry.cart("shop1", "c3") is not None
         assert engine.registry.cart("shop1", "c9") is None and engine.registry.cart("shop1", "c4") is None
+
+
+async def test_nothing_after_an_invalid_frame_is_applied_while_a_sync_reply_is_pending() -> None:
+    # After a frame that is not msgpack the connection is to be closed: events of earlier frames stay
+    # accepted, later ones are not. With a sync reply still pending, _fail left the transport open
+    # (to write the queued replies first) and reading on: bytes arriving meanwhile were still cut into
+    # frames and their events applied, though their replies were never written.
+    from engine.config import EngineSettings
+    from engine.ingest import FrameHandler, IngestProtocol, IngestServer
+    from engine.stats import Stats
+    from engine.validate import Validator
+    from tests.engine.test_ingest_framing import _Transport
+
+    applied: list[dict[str, Any]] = []
+    durable = asyncio.get_running_loop().create_future()
+
+    async def sync() -> None:
+        await durable  # a store slow to confirm
+
+    handler = FrameHandler(apply=lambda event, now: applied.append(event), now=lambda: 1.0e9,
+                           validator=Validator(EngineSettings()), deduper=None, stats=Stats(), sync=sync)
+    protocol = IngestProtocol(IngestServer(handler, Stats()))
+    transport = _Transport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    event = {"type": "session.ended", "store": "shop1", "cart": "c1"}
+    protocol.data_received(msgpack.packb(event) + msgpack.packb({"type": "sync"}) + _bad_utf8("store"))
+    assert len(applied) == 1
+    protocol.data_received(msgpack.packb({**event, "cart": "c2"}) + msgpack.packb({**event, "cart": "c3"}))
+    assert [e["cart"] for e in applied] == ["c1"]
+    durable.set_result(None)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(bytes(transport.data))
+    replies = list(unpacker)
+    assert [r["seq"] for r in replies] == [1, 2, 3] and replies[1] == {"seq": 2, "synced": True}
+    assert replies[2]["error"].startswith("invalid msgpack") and transport.closed
