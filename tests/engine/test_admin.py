@@ -519,3 +519,17 @@ async def test_stopping_with_an_admin_session_open_logs_no_error(tmp_path: Path,
         await asyncio.sleep(0.05)  # the stream protocol's done-callbacks run
     await admin.close()
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.xfail(strict=True, reason="design decision: admin lines are split on whitespace, so a cart id with a "
+                   "space (valid at ingest) cannot be named by cart/cancel/logs; needs a quoting rule")
+async def test_a_cart_whose_id_has_a_space_can_be_shown(ops_engine: Engine) -> None:
+    ingest = await Ingest.open(ops_engine)
+    admin = await Admin.unix(ops_engine)
+    try:
+        assert (await ingest.frame(cart_event("summer sale")))["accepted"] == 1
+        reply = await admin('cart shop1 "summer sale"')
+        assert reply["ok"] is True and reply["cart"] == "summer sale"
+    finally:
+        await admin.close()
+        await ingest.close()
