@@ -355,7 +355,7 @@ class CartActor:
             if state is not ACTIVE:
                 # A late or re-sent update reports activity from before the abandonment (or the purchase):
                 # it does not bring the shopper back, so the run (or the final state) stands.
-                return None if stale else self._reactivate(event, t, state)
+                return None if stale else self._reactivate(event, t, state, now)
             self._set_contents(event)
             if etype == "checkout.started":
                 self.flags |= HIGH_INTENT
@@ -372,12 +372,12 @@ class CartActor:
             self._advance(now, effects)
             return effects
         if etype == "order.completed":
-            return self._order(event, t)
+            return self._order(event, t, now)
         if etype == "cart.cleared":
-            return self._clear(t)
+            return self._clear(t, now)
         return None
 
-    def _reactivate(self, event: Mapping[str, Any], t: float, state: CartState) -> list[Any] | None:
+    def _reactivate(self, event: Mapping[str, Any], t: float, state: CartState, now: float) -> list[Any] | None:
         """A cart update on a cart in a run or in a final state: back to active (the flow pauses).
 
         From a run, the run *pauses* (DESIGN.md): its postponed sends are cancelled, but it keeps its
@@ -390,7 +390,7 @@ class CartActor:
         """
         effects: list[Any] = []
         if state in _IN_RUN:
-            self._drop_held(effects, "cancelled", "cart active again", t)
+            self._drop_held(effects, "cancelled", "cart active again", now)
         elif state is not EXPIRED:
             self.touch = None  # an order consumed the attribution; a cleared cart forgot it
             self.flags = 0
@@ -437,12 +437,12 @@ class CartActor:
         self.done = 0
         self.since = at
 
-    def _order(self, event: Mapping[str, Any], t: float) -> list[Any] | None:
+    def _order(self, event: Mapping[str, Any], t: float, now: float) -> list[Any] | None:
         state = self.state
         if state in FINAL_STATES and state is not EXPIRED:
             return None  # a duplicate order, or an order for a cleared cart: counted once
         effects: list[Any] = []
-        self._drop_held(effects, "cancelled", "order completed", t)
+        self._drop_held(effects, "cancelled", "order completed", now)
         value = event.get("value")
         if value is None:
             value = self.contents()[1]
@@ -465,11 +465,11 @@ class CartActor:
         self._finish(t, effects)
         return effects
 
-    def _clear(self, t: float) -> list[Any] | None:
+    def _clear(self, t: float, now: float) -> list[Any] | None:
         if self.state is CLEARED or self.state is CONVERTED or self.state is RECOVERED:
             return None  # a shop clears a cart right after checkout: the purchase (and its record) stands
         effects: list[Any] = []
-        self._drop_held(effects, "cancelled", "cart cleared", t)
+        self._drop_held(effects, "cancelled", "cart cleared", now)
         self.state = CLEARED
         self.blob = _EMPTY_BLOB
         self.flags = 0
@@ -599,7 +599,12 @@ class CartActor:
         self._arm(min(held_due, step_due, expire_at), TAG_STEP, effects)
 
     def _drop_held(self, effects: list[Any], outcome: str, reason: str, at: float) -> None:
-        """Forget every postponed send, logging each with ``outcome`` and ``reason`` at ``at``."""
+        """Forget every postponed send, logging each with ``outcome`` and ``reason`` at ``at``.
+
+        ``at`` is never before the engine's ``now``: the message log is kept in time order (its expiry
+        and its ``since`` queries rely on it), so a late event (stamped in the past) cancels at the
+        time the engine learnt of it, as a queued message it cancels through ``still_wanted`` is.
+        """
         held = self.held
         if held is None:
             return
