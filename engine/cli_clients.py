@@ -535,6 +535,18 @@ def run_client(args: argparse.Namespace, *, console: Console | None = None, err_
 # ------------------------------------------------------------------------------------------ argparse
 
 
+def _interval(text: str) -> float:
+    """``--interval``: seconds between two polls, a positive finite number (0 would poll the engine's
+    admin socket in a busy loop; a negative, NaN or infinite value made ``time.sleep`` raise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _endpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="the engine's TOML config (default: the embedded default)")
     parser.add_argument("--socket", metavar="PATH", help="admin UNIX socket (default: engine.admin_unix of the config)")
@@ -549,7 +561,7 @@ def add_parsers(subparsers: Any) -> None:
     p = subparsers.add_parser("top", help="live view of a running engine (rates, latencies, queues, recovery)")
     _endpoint_options(p)
     p.add_argument("--once", action="store_true", help="print one frame and exit (no full-screen mode)")
-    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="refresh interval (default 1)")
+    p.add_argument("--interval", type=_interval, default=1.0, metavar="SECONDS", help="refresh interval (default 1)")
 
     p = subparsers.add_parser("logs", help="a running engine's message log")
     _endpoint_options(p)
@@ -559,7 +571,8 @@ def add_parsers(subparsers: Any) -> None:
                    help="only records with this outcome")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="newest N records (default 50)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new records (Ctrl-C stops)")
-    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="--follow poll interval (default 1)")
+    p.add_argument("--interval", type=_interval, default=1.0, metavar="SECONDS",
+                   help="--follow poll interval (default 1)")
     p.add_argument("--json", action="store_true", help="one JSON document per record")
 
     p = subparsers.add_parser("cart", help="one cart of a running engine")

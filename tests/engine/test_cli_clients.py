@@ -274,3 +274,14 @@ async def test_logs_follow_until_ctrl_c(ops_engine: Engine) -> None:
     assert [(r["step"], r["channel"], r["outcome"]) for r in records] == [
         (1, "push", "skipped"), (1, "email", "sent"), (2, "whatsapp", "skipped"),
         (3, "push", "skipped"), (3, "email", "sent")]
+
+
+@pytest.mark.parametrize("argv", [("top", "--interval", "-1"), ("top", "--interval", "0"),
+                                  ("logs", "--follow", "--interval", "nan"), ("logs", "--follow", "--interval", "inf")])
+def test_a_bad_interval_is_refused_by_name(argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    """`top --interval -1` ended in a ValueError traceback from time.sleep after the first frame (NaN and
+    infinity too); 0 polled the engine in a busy loop. The parser refuses them, naming the option."""
+    with pytest.raises(SystemExit) as exc:
+        parse(*argv, "--socket", "run/admin.sock")
+    assert exc.value.code == 2
+    assert "--interval: expected a positive number of seconds" in capsys.readouterr().err
