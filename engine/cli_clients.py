@@ -125,6 +125,8 @@ class AdminClient:
             raise ClientError(f"{self.where}: connection lost ({exc.strerror or exc})") from None
         if not raw:
             raise ClientError(f"{self.where}: the engine closed the connection")
+        if not raw.endswith(b"\n"):  # every reply is one whole line: the engine went away while writing it
+            raise ClientError(f"{self.where}: connection lost in the middle of the reply to {line.split()[0]!r}")
         reply: dict[str, Any] = json.loads(raw)
         if check and not reply.get("ok"):
             raise ClientError(str(reply.get("error", "command failed")))

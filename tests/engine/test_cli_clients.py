@@ -285,3 +285,25 @@ def test_a_bad_interval_is_refused_by_name(argv: tuple[str, ...], capsys: pytest
         parse(*argv, "--socket", "run/admin.sock")
     assert exc.value.code == 2
     assert "--interval: expected a positive number of seconds" in capsys.readouterr().err
+
+
+async def test_a_reply_cut_short_by_a_dying_engine_is_a_client_error(tmp_path: Path) -> None:
+    """An engine that dies while writing a reply (a large `logs`, a crash during `top`) leaves a partial
+    JSON line: the client says the connection was lost instead of ending in a JSONDecodeError traceback."""
+    import asyncio
+
+    async def dying(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(b'{"ok": true, "records": [{"id": "shop1:c1:1:1:em')
+        await writer.drain()
+        writer.close()
+
+    path = str(tmp_path / "admin.sock")
+    server = await asyncio.start_unix_server(dying, path)
+    try:
+        code, out, err = await run("logs", "--socket", path)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert code == 1 and out == ""
+    assert "cartwheel logs:" in err and "connection lost" in err, err
