@@ -100,7 +100,7 @@ from actors.steps import log_record, run_channel, run_step_conditions
 if TYPE_CHECKING:
     from actors.stores import StoreRules
 
-__all__ = ["CartActor", "CartState", "FINAL_STATES", "TAG_IDLE", "TAG_STEP", "TAG_PURGE"]
+__all__ = ["CartActor", "CartState", "FINAL_STATES", "STOP_EVENT", "TAG_IDLE", "TAG_STEP", "TAG_PURGE"]
 
 
 _INF = math.inf
@@ -115,6 +115,10 @@ ACTIVE, ABANDONED, RECOVERING = CartState.ACTIVE, CartState.ABANDONED, CartState
 RECOVERED, CONVERTED, EXPIRED, CLEARED = CartState.RECOVERED, CartState.CONVERTED, CartState.EXPIRED, CartState.CLEARED
 _IN_RUN = IN_RUN
 _STATE_OF: dict[str, CartState] = {s.value: s for s in CartState}
+
+#: The event type of an operator's "stop this run" (admin ``cancel``). Internal: ingest rejects it as an
+#: unknown type, so only the engine itself can apply it.
+STOP_EVENT = "run.stopped"
 
 #: Timer tags (informational: the cart's state says what a firing means).
 TAG_IDLE = 1  #: inactivity check of an active cart
@@ -375,6 +379,8 @@ class CartActor:
             return self._order(event, t, now)
         if etype == "cart.cleared":
             return self._clear(t, now)
+        if etype == STOP_EVENT:
+            return self._stop(now)
         return None
 
     def _reactivate(self, event: Mapping[str, Any], t: float, state: CartState, now: float) -> list[Any] | None:
@@ -452,17 +458,32 @@ class CartActor:
         flow = self.store.flow
         if touch is not None and 0.0 <= t - touch[3] <= flow.attribution_window_s:
             step_no, channel = touch[1], touch[2]
+            currency = self.contents()[2] or "XXX"  # the cart's (an order has none); ISO 4217 "no currency"
             self.state = RECOVERED
             effects += [
                 (METRIC, "recovered", 1), (METRIC, "revenue", value),
                 (METRIC, f"recovered.step.{step_no}", 1), (METRIC, f"recovered.channel.{channel}", 1),
                 (METRIC, f"revenue.step.{step_no}", value), (METRIC, f"revenue.channel.{channel}", value),
+                (METRIC, f"revenue.currency.{currency}", value),
             ]
         else:
             self.state = CONVERTED
             effects.append((METRIC, "converted", 1))
         self.blob = _EMPTY_BLOB  # a bought cart's contents are of no further use; the tombstone is small
         self._finish(t, effects)
+        return effects
+
+    def _stop(self, now: float) -> list[Any] | None:
+        """An operator stopped the run (admin ``cancel``): it ends now as if it had run out, *expired*,
+        which keeps its last message, so an order that follows is still attributed to it. Counted as
+        ``stopped``, not ``expired``; the shop did not empty the cart, so not ``cleared`` either."""
+        if self.state not in _IN_RUN:
+            return None
+        effects: list[Any] = []
+        self._drop_held(effects, "cancelled", "cancelled by operator", now)
+        self.state = EXPIRED
+        effects.append((METRIC, "stopped", 1))
+        self._finish(now, effects)
         return effects
 
     def _clear(self, t: float, now: float) -> list[Any] | None:

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from actors.durations import format_duration, parse_duration
+from actors.cart import STOP_EVENT
 from actors.effects import LogRecord
 from actors.states import IN_RUN
 from engine.clock import ManualClock, parse_time
@@ -223,7 +224,9 @@ class AdminCommands:
         return {"store": args[0], "credits": rules.credits, "unlimited": rules.credits is None}
 
     async def cmd_cancel(self, args: list[str]) -> dict[str, Any]:
-        """cancel STORE CART — stop a cart's recovery run (queued sends cancelled; logged as cancelled)."""
+        """cancel STORE CART — stop a cart's recovery run (queued sends cancelled; logged as cancelled). The run
+        ends as an expired one, so an order that follows is still credited to its messages; stats count it
+        as ``stopped``."""
         if len(args) != 2:
             raise CommandError("usage: cancel STORE CART")
         async with self._mutate:
@@ -233,10 +236,10 @@ class AdminCommands:
             runtime = self.engine.runtime
             now = self.engine.clock.now()
             run = actor.run
-            profile = actor.describe().get("profile")  # before clearing, which forgets the shopper
-            # The actors have no "stop the run" input of their own; clearing the cart stops the run at once,
-            # cancels every postponed send and, through still_wanted, everything queued in the pools.
-            runtime.apply_event({"type": "cart.cleared", "store": actor.store.id, "cart": actor.cart, "ts": now}, now)
+            profile = actor.profile
+            # The run ends at once as an expired one (a later order is still attributed to its messages):
+            # postponed sends are cancelled, and everything queued in the pools through still_wanted.
+            runtime.apply_event({"type": STOP_EVENT, "store": actor.store.id, "cart": actor.cart, "ts": now}, now)
             runtime.record(LogRecord(
                 id=f"{actor.store.id}:{actor.cart}:{run}:cancel", at=now, store=actor.store.id, cart=actor.cart,
                 profile=profile, run=run, step=None, channel=None,

@@ -128,9 +128,13 @@ def render_metrics(view: StatsView) -> str:
     rec = doc["recovery"]
     w.labelled("cartwheel_recovery_carts_total", "counter",
                "Carts by recovery milestone: abandoned (a run started), resumed (a paused run went on), recovered, "
-               "converted, expired, cleared.",
-               [({"milestone": k}, rec[k]) for k in ("abandoned", "resumed", "recovered", "converted", "expired", "cleared")])
+               "converted, expired, stopped (by an operator), cleared.",
+               [({"milestone": k}, rec[k])
+                for k in ("abandoned", "resumed", "recovered", "converted", "expired", "stopped", "cleared")])
     w.one("cartwheel_recovered_revenue_total", "counter", "Order value attributed to recovery messages.", rec["revenue"])
+    w.labelled("cartwheel_recovered_revenue_by_currency_total", "counter",
+               "Order value attributed to recovery messages, per the cart's currency (XXX: none given).",
+               [({"currency": k}, v) for k, v in rec["revenue_by_currency"].items()])
     w.one("cartwheel_recovery_rate", "gauge", "Recovered carts divided by abandoned carts.", rec["rate"])
     w.labelled("cartwheel_recovered_by_step_total", "counter", "Recovered carts by the flow step credited.",
                [({"step": k}, v["recovered"]) for k, v in rec["by_step"].items()])

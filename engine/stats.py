@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: recovery metrics the actors emit (METRIC effects) that the ``recovery`` block reports
-RECOVERY_METRICS = ("abandoned", "resumed", "recovered", "converted", "expired", "cleared", "revenue")
+RECOVERY_METRICS = ("abandoned", "resumed", "recovered", "converted", "expired", "stopped", "cleared", "revenue")
 #: engagement metrics from ``message.opened`` / ``message.clicked``
 ENGAGEMENT_METRICS = ("opened", "clicked")
 #: rate windows in seconds, as reported (``"1s"``, ``"10s"``, ``"60s"``)
@@ -265,10 +265,14 @@ class Stats:
             "expired": int(m.get("expired", 0)),
             "cleared": int(m.get("cleared", 0)),
             "resumed": int(m.get("resumed", 0)),
+            "stopped": int(m.get("stopped", 0)),
             "payment_failed": int(m.get("abandoned.payment_failed", 0)),
             "rate": round(recovered / abandoned, 4) if abandoned else 0.0,
             "revenue": round(m.get("revenue", 0.0), 2),
         }
+        # order values per the cart's currency ("XXX": a cart without one); "revenue" above sums them all,
+        # which means something only for a shop that sells in one currency
+        doc["revenue_by_currency"] = {k: v["revenue"] for k, v in _split(m, ("revenue",), "currency").items()}
         doc["by_step"] = _split(m, ("recovered", "revenue"), "step")
         doc["by_channel"] = _split(m, ("recovered", "revenue"), "channel")
         return doc

@@ -107,7 +107,7 @@ def test_purchase_at_2h_stops_everything_and_attributes_to_the_1h_email() -> Non
     assert sim.logged("skipped") == [(abandoned + 90 * MIN, 2, "whatsapp", "store has no WhatsApp configured")]
     assert sim.metrics == {
         "abandoned": 1, "recovered": 1, "revenue": 80.0, "recovered.step.1": 1, "recovered.channel.email": 1,
-        "revenue.step.1": 80.0, "revenue.channel.email": 80.0,
+        "revenue.step.1": 80.0, "revenue.channel.email": 80.0, "revenue.currency.EUR": 80.0,
     }
     assert len(reg) == 0  # the tombstone went after the attribution window
 

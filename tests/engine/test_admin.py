@@ -265,13 +265,14 @@ async def test_cancel_stops_a_run_and_logs_it(ops_engine: Engine) -> None:
     try:
         reply = await admin("cancel shop1 c2")
         assert reply == {"ok": True, "store": "shop1", "cart": "c2", "run": 1, "cancelled": True}
-        assert (await admin("cart shop1 c2"))["state"] == "cleared"
+        assert (await admin("cart shop1 c2"))["state"] == "expired"  # keeps its last message for an order
+        assert (await admin("stats"))["recovery"]["stopped"] == 1
         last = (await admin("logs cart=c2"))["records"][-1]
         assert (last["outcome"], last["reason"], last["run"], last["at"]) == ("cancelled", "cancelled by operator", 1, START + 2 * HOUR)
         assert (await admin("clock advance 2d"))["ok"]
         assert [r["outcome"] for r in (await admin("logs cart=c2"))["records"]][-1] == "cancelled"  # nothing after
         again = await admin("cancel shop1 c2")
-        assert again["ok"] is False and "not in a recovery run (state cleared)" in again["error"]
+        assert again["ok"] is False and "not in a recovery run (state expired)" in again["error"]
     finally:
         await admin.close()
 

@@ -60,6 +60,7 @@ async def test_metrics_agree_with_a_known_workload(metrics_engine: Engine) -> No
     assert _value(samples, "cartwheel_recovery_carts_total", milestone="abandoned") == 2
     assert _value(samples, "cartwheel_recovery_carts_total", milestone="recovered") == 1
     assert _value(samples, "cartwheel_recovered_revenue_total") == 10.0
+    assert _value(samples, "cartwheel_recovered_revenue_by_currency_total", currency="EUR") == 10.0
     assert _value(samples, "cartwheel_recovery_rate") == 0.5
     assert _value(samples, "cartwheel_recovered_by_channel_total", channel="email") == 1
     assert _value(samples, "cartwheel_recovered_revenue_by_step_total", step="1") == 10.0

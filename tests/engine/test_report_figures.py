@@ -45,11 +45,6 @@ async def test_logs_stay_oldest_first_and_since_finds_everything_after_a_late_or
         await engine.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "design decision: admin `cancel` stops a run by applying a cart.cleared, so the cart is forgotten as if "
-    "the shop had emptied it (counted in recovery.cleared, contents and last message dropped) and a later "
-    "order.completed for it is ignored: neither recovered nor converted, its revenue never counted. "
-    "Which state an operator-stopped run ends in (e.g. expired, keeping the attribution) is to be decided."))
 async def test_an_order_after_an_operator_cancel_still_counts(ops_engine: Engine) -> None:
     await workload(ops_engine)  # c2: abandoned at +30 min, its email sent at +1 h 30; now +2 h
     admin = await Admin.unix(ops_engine)
@@ -68,11 +63,6 @@ async def test_an_order_after_an_operator_cancel_still_counts(ops_engine: Engine
     assert rec["cleared"] == 0, rec  # nobody emptied the cart
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "design decision: recovery.revenue (and cartwheel_recovered_revenue_total, the by_step / by_channel "
-    "splits, the demo's and top's 'revenue recovered') add up order values whatever the cart's currency, so "
-    "10 EUR and 10 USD recovered report 20.0; a split per currency (the cart's currency: order.completed "
-    "carries none) needs a decision on the document's shape"))
 async def test_revenue_in_two_currencies_is_not_one_sum(ops_engine: Engine) -> None:
     admin = await Admin.unix(ops_engine)
     ingest = await Ingest.open(ops_engine)
