@@ -351,6 +351,13 @@ class Pool:
             self._idle_waiters.append(waiter)
             await waiter
 
+    def next_wake(self) -> float | None:
+        """When an idle pool will look at its queue again (clock time): the next retry, rate-limit token,
+        recipient spacing, breaker probe or ``Retry-After`` end; None when busy or nothing is waiting.
+        A manual clock that is moved past this time without stopping there sends late (``clock advance``
+        steps to it)."""
+        return self._park_deadline if self._is_idle() else None
+
     def _is_idle(self) -> bool:
         if self._task is None or self._task.done():
             return not self._tasks

@@ -217,6 +217,15 @@ class ChannelDispatcher:
                 if not ledger.waiting():
                     return
 
+    def next_due(self) -> float | None:
+        """The earliest time (engine clock) an idle pool has something to do: a retry, a rate-limit token..."""
+        due = None
+        for pool in self.pools.values():
+            at = pool.next_wake()
+            if at is not None and (due is None or at < due):
+                due = at
+        return due
+
     async def _ledger_flushed(self) -> None:
         try:
             await self.ledger.journal.flush()

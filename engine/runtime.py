@@ -338,17 +338,26 @@ class Runtime:
             raise ValueError(f"clock advance: the duration must be a finite number of seconds >= 0, got {seconds!r}")
         target = clock.now() + seconds
         fired = 0
-        # Step from event to event so that every actor sees the time its timer was due at.
+        # Step from event to event so that every actor sees the time its timer was due at, and every
+        # channel sends (a retry, a rate-limited backlog) at the time its pool is due to.
+        dispatcher = self.dispatcher
+        if dispatcher is not None:
+            await dispatcher.idle()  # (a busy pool has no next wake-up to step to yet)
         while True:
             nxt = self.wheel.next_due()
-            if nxt is None or nxt * self.tick_s > target + 1e-9:
+            due = math.inf if nxt is None else nxt * self.tick_s
+            if dispatcher is not None:
+                pool_due = dispatcher.next_due()
+                if pool_due is not None and pool_due < due:
+                    due = pool_due
+            if due > target + 1e-9:
                 break
-            step_to = max(clock.now(), nxt * self.tick_s)
+            step_to = max(clock.now(), due)
             clock.set(step_to)
             fired += self.fire_due(step_to, limit=1 << 30)
             self.msglog.expire(step_to)
-            if self.dispatcher is not None:
-                await self.dispatcher.idle()  # sends happen at their own virtual time
+            if dispatcher is not None:
+                await dispatcher.idle()  # sends happen at their own virtual time
         clock.set(target)
         fired += self.fire_due(target, limit=1 << 30)
         self.msglog.expire(target)
