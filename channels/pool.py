@@ -242,9 +242,11 @@ class Pool:
 
     @property
     def stalled(self) -> bool:
-        """True while the pool cannot send at all: paused, or its circuit breaker open (until its
-        cooldown ends). A backlog waiting for a stalled pool is not the engine falling behind."""
-        return self._paused or self._breaker.state(self._clock.now()) is BreakerState.OPEN
+        """True while the pool cannot send at all: paused, its circuit breaker open (until its
+        cooldown ends), or the provider's channel-wide ``Retry-After`` not over yet. A backlog waiting
+        for a stalled pool is not the engine falling behind."""
+        now = self._clock.now()
+        return self._paused or now < self._hold_until or self._breaker.state(now) is BreakerState.OPEN
 
     def admitting(self) -> bool:
         """Whether a submitter can go on now: the queue has room, or room was handed to a waiting one."""

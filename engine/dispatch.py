@@ -9,8 +9,8 @@ cart's msgpack bytes only now, for rendering); the pool's result comes back thro
 Back-pressure: ``submit`` never blocks the runtime. When a pool's bounded queue is full the message
 waits in that channel's overflow deque, drained by a task of its own (one stuck channel holds up no
 other), and the ingest server is told to pause reading until the overflows of the channels that are
-sending are empty again. A channel that cannot send at all — paused by the operator, or its circuit
-breaker open — does not pause ingest: reading on is what lets purchases and opt-outs cancel its
+sending are empty again. A channel that cannot send at all — paused by the operator, its circuit
+breaker open, or held by its provider's channel-wide ``Retry-After`` — does not pause ingest: reading on is what lets purchases and opt-outs cancel its
 backlog. Its overflow is swept whenever it has doubled (amortised O(1) per message; also once a
 minute while it waits): a message whose cart was bought, cleared or finished is reported cancelled
 and dropped, so the overflow holds only messages that are still wanted.
