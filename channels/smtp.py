@@ -15,7 +15,8 @@ what happened                              result
 250 after the message body                 sent (detail: the server's reply, usually its queue id)
 cannot connect / greeting / EHLO / AUTH    transient (auth failure: permanent)
 4xx at MAIL, RCPT or DATA                  transient (the server said "later")
-5xx at RCPT: 550, 551, 553                 permanent, invalidate contact (no such mailbox)
+5xx at RCPT: 550, 551, 553                 permanent, invalidate contact (no such mailbox), unless
+                                           the enhanced status says otherwise (5.7.x policy...)
 other 5xx                                  permanent
 connection lost / timeout before DATA      transient (nothing was handed over)
 connection lost / timeout during DATA      uncertain: the server may have queued the message;
@@ -35,6 +36,7 @@ import asyncio
 import collections
 import logging
 import os
+import re
 import ssl
 from dataclasses import dataclass
 
@@ -51,6 +53,19 @@ __all__ = ["SmtpOptions", "SmtpSender"]
 log = logging.getLogger("cartwheel.channels.smtp")
 
 _INVALID_MAILBOX = {550, 551, 553}
+#: an RFC 3463 enhanced status code at the start of a reply's text ("5.7.1 Relaying denied")
+_ENHANCED_RE = re.compile(r"\s*[245]\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def _dead_mailbox(code: int, text: str) -> bool:
+    """Whether a 5xx refusal at RCPT says the mailbox is dead: 550/551/553 whose enhanced status, when
+    there is one, is about the address (X.1.x) or a disabled mailbox (X.2.1). A policy refusal (X.7.x:
+    relaying denied, a blocklisted client), a full mailbox or a routing problem refuses the message or
+    the sender, not the address."""
+    if code not in _INVALID_MAILBOX:
+        return False
+    enhanced = _ENHANCED_RE.match(text)
+    return enhanced is None or enhanced[1] == "1" or (enhanced[1], enhanced[2]) == ("2", "1")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -318,7 +333,7 @@ class SmtpSender:
             healthy = code != 421 and await self._reset(client)
             if 400 <= code < 500:
                 return DeliveryResult.transient(detail, provider_status=str(code)), healthy, False
-            invalid = phase == "RCPT" and code in _INVALID_MAILBOX
+            invalid = phase == "RCPT" and _dead_mailbox(code, exc.message)
             if invalid:
                 log.info("smtp: %s rejected at RCPT (%d)", mask_contact(message.to), code)
             return DeliveryResult.permanent(detail, provider_status=str(code), invalidate_contact=invalid), healthy, False

@@ -1,0 +1,35 @@
+"""Edges of sending found in review: provider answers that must not be read as more than they say."""
+from __future__ import annotations
+
+from tests.channels.test_channels_smtp import smtp_pool
+
+
+async def test_a_policy_refusal_at_rcpt_does_not_mark_the_address_dead(smtp_server, clock, results, make_message):
+    """`550 5.7.1 Relaying denied` (a relay needing auth, a blocklisted IP) refuses *us*, not the mailbox:
+    the email fails, but the address is not invalidated (which the engine keeps in the shopper's profile,
+    so no email would ever go to them again) and the next message to it goes out."""
+    smtp_server.handler.script["RCPT"].append("550 5.7.1 <p1@example.com>: Relaying denied")
+    pool = smtp_pool(smtp_server, clock, results)
+    await pool.start()
+    pool.offer(make_message(id="refused", to="p1@example.com"))
+    await pool.wait_idle()
+    pool.offer(make_message(id="later", to="p1@example.com"))
+    await pool.wait_idle()
+    refused = results.of("refused")
+    assert refused.outcome == "failed" and not refused.retryable and refused.provider_status == "550"
+    assert "5.7.1" in refused.detail
+    assert not refused.invalidate_contact
+    assert results.of("later").outcome == "sent"
+    await pool.stop()
+
+
+async def test_an_unknown_mailbox_at_rcpt_still_marks_the_address_dead(smtp_server, clock, results, make_message):
+    for reply in ("550 5.1.1 No such user", "553 Requested action not taken: mailbox name not allowed"):
+        smtp_server.handler.script["RCPT"].append(reply)
+    pool = smtp_pool(smtp_server, clock, results)
+    await pool.start()
+    pool.offer(make_message(id="enhanced", to="a@example.com"))
+    pool.offer(make_message(id="plain", to="b@example.com"))
+    await pool.wait_idle()
+    assert results.of("enhanced").invalidate_contact and results.of("plain").invalidate_contact
+    await pool.stop()
