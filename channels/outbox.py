@@ -8,11 +8,15 @@ counts as ``sent``; a demo, a staging set-up or a shop's own mailer reads them.
 Never blocking the loop for long: file writes run on one dedicated thread (which also keeps lines in
 order), and sends that arrive while a write is under way are grouped into the next one (group
 commit), so a burst of N messages costs a handful of ``write``+``flush`` calls, not N.
+
+Rotation: a reader may take a file by moving it aside or deleting it; the next write finds the path no
+longer names the open file and starts a new one there.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +44,16 @@ class OutboxOptions:
     def from_reader(cls, r: TableReader) -> OutboxOptions:
         """Read and validate the kind's keys."""
         return cls(dir=r.str("dir", "outbox", hint="a directory path") or "outbox")
+
+
+def _same_file(path: Path, handle: IO[bytes]) -> bool:
+    """Whether ``path`` still names the file ``handle`` writes to (one ``stat`` per grouped write)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(handle.fileno())
+    return (st.st_ino, st.st_dev) == (opened.st_ino, opened.st_dev)
 
 
 class OutboxSender:
@@ -100,9 +114,12 @@ class OutboxSender:
         for channel, line in batch:
             by_channel.setdefault(channel, []).append(line)
         for channel, lines in by_channel.items():
+            path = self.path_for(channel)
             handle = self._files.get(channel)
+            if handle is not None and not _same_file(path, handle):
+                handle.close()  # moved away or deleted by a reader (rotation): start the file again
+                handle = None
             if handle is None:
-                path = self.path_for(channel)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 handle = self._files[channel] = open(path, "ab")  # noqa: SIM115 - kept open across batches
             handle.write(b"".join(lines))

@@ -33,3 +33,28 @@ async def test_an_unknown_mailbox_at_rcpt_still_marks_the_address_dead(smtp_serv
     await pool.wait_idle()
     assert results.of("enhanced").invalidate_contact and results.of("plain").invalidate_contact
     await pool.stop()
+
+
+async def test_the_outbox_follows_its_file_when_a_reader_moves_it_away(tmp_path, make_message):
+    """A reader of the outbox takes its messages by moving `email.jsonl` aside (logrotate without
+    copytruncate, a spool consumer) or deleting it once read: the next message goes to a new
+    `email.jsonl`, not on into the file that reader has already taken (where nobody would see it)."""
+    import orjson
+
+    from channels import OutboxOptions, OutboxSender, Renderer
+
+    def ids(name: str) -> list[str]:
+        return [orjson.loads(line)["message"]["id"] for line in (tmp_path / name).read_bytes().splitlines()]
+
+    sender = OutboxSender(OutboxOptions(dir=str(tmp_path)), renderer=Renderer())
+    try:
+        assert (await sender.send(make_message(id="before", channel="email"))).ok
+        (tmp_path / "email.jsonl").rename(tmp_path / "email.jsonl.1")
+        assert (await sender.send(make_message(id="after", channel="email"))).ok
+        assert ids("email.jsonl.1") == ["before"]
+        assert ids("email.jsonl") == ["after"]
+        (tmp_path / "email.jsonl").unlink()
+        assert (await sender.send(make_message(id="after-delete", channel="email"))).ok
+        assert ids("email.jsonl") == ["after-delete"]
+    finally:
+        await sender.close()
