@@ -26,7 +26,7 @@ from typing import Any
 import msgpack
 
 from actors.effects import SendIntent
-from channels import ChannelSettings, DeliveryResult, Message, Pool, Renderer, open_pool
+from channels import ChannelSettings, DeliveryResult, Message, Outcome, Pool, Renderer, open_pool
 from engine.clock import ManualClock, monotonic
 from engine.config import Config
 
@@ -94,9 +94,17 @@ class ChannelDispatcher:
     async def stop(self) -> None:
         self._stopping = True  # messages still queued are reported "not sent": the ledger keeps them
         drainers = [task for task in self._drainers.values() if not task.done()]
-        for task in drainers:  # an overflow never reached a pool: its intents stay in the ledger
+        for task in drainers:
             task.cancel()
         await asyncio.gather(*drainers, return_exceptions=True)
+        # An overflow never reached its pool: reported as a pool reports what it still holds, so the
+        # ledger keeps the intents as unsent (sent after the restart, not taken for uncertain).
+        for queue in self._overflow.values():
+            waiting = list(queue)
+            queue.clear()
+            for message in waiting:
+                self._on_result(message, DeliveryResult(outcome=Outcome.FAILED, detail="not sent: engine stopped",
+                                                        retryable=True))
         # A pool drains within its rate limit, in its clock's time; a manual clock does not move while the
         # engine stops (it moves only on `clock advance`), so waiting for it would wait forever: what is
         # still queued then is reported "not sent" at once, and kept by the ledger for the next start.
