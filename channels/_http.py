@@ -10,6 +10,8 @@ Transport failures, classified once here (see :mod:`channels.sender`):
 * could not connect (refused, DNS, connect timeout) → transient: nothing reached the provider;
 * anything after the request started (read timeout, connection reset, server disconnected,
   a truncated body) → uncertain: the provider may have accepted the message.
+
+Redirects are not followed: a 3xx is the answer, classified by the channel (a permanent failure).
 """
 from __future__ import annotations
 
@@ -83,7 +85,9 @@ class HttpChannel:
         if headers:
             all_headers.update(headers)
         try:
-            async with self._client().post(url, data=body, headers=all_headers) as response:
+            # No redirects: aiohttp would follow a 301/302 to a POST with a GET without the body, and the
+            # page found there answer 200 for a message nobody received. A redirect is the answer.
+            async with self._client().post(url, data=body, headers=all_headers, allow_redirects=False) as response:
                 data = await response.read()
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), response.headers.get("Date"))
                 return HttpAnswer(response.status, data, retry_after)

@@ -58,3 +58,43 @@ async def test_the_outbox_follows_its_file_when_a_reader_moves_it_away(tmp_path,
         assert ids("email.jsonl") == ["after-delete"]
     finally:
         await sender.close()
+
+
+async def test_a_webhook_endpoint_that_redirects_is_not_counted_as_delivered(make_message):
+    """An endpoint that answers the POST with a redirect (http -> https, a moved URL) did not take the
+    message. Following it turned the POST into a GET without the body (aiohttp does, as browsers do for
+    301/302): the page the GET found answered 200 and the message counted as sent, though no endpoint
+    ever received it. The redirect is the answer: a permanent failure naming it."""
+    import socket
+
+    from aiohttp import web
+
+    from channels import Renderer, WebhookOptions, WebhookSender
+
+    seen: list[tuple[str, bytes]] = []
+
+    async def moved(request: web.Request) -> web.Response:
+        seen.append((request.method, await request.read()))
+        raise web.HTTPMovedPermanently(location="/new")
+
+    async def page(request: web.Request) -> web.Response:
+        seen.append((request.method, await request.read()))
+        return web.Response(text="<html>welcome</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_post("/hook", moved)
+    app.router.add_get("/new", page)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    sender = WebhookSender(WebhookOptions(url=f"http://127.0.0.1:{sock.getsockname()[1]}/hook", secret="s"),
+                           renderer=Renderer())
+    try:
+        result = await sender.send(make_message(id="wh"))
+    finally:
+        await sender.close()
+        await runner.cleanup()
+    assert [method for method, _ in seen] == ["POST"]
+    assert result.outcome == "failed" and not result.retryable and "301" in result.detail
