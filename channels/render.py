@@ -178,7 +178,7 @@ class Renderer:
             RenderError: unusable checkout URL, bad template, or a header value carrying line breaks.
         """
         rendered = self.email(message)
-        address = str(message.extra.get("email_from") or from_addr)
+        address = ascii_address(str(message.extra.get("email_from") or from_addr))  # an IDN domain in IDNA
         domain = address.rpartition("@")[2] or "cartwheel.invalid"
         unsubscribe = [f"<{ascii_url(rendered.unsubscribe_url)}>"]
         mailto = message.extra.get("unsubscribe_mailto")

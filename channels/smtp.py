@@ -290,7 +290,7 @@ class SmtpSender:
             return DeliveryResult.permanent(f"render: {exc}")
         except ValueError as exc:  # header injection attempts, malformed addresses, a header not ASCII
             return DeliveryResult.permanent(f"cannot build the email: {exc}")
-        envelope_from = str(message.extra.get("email_from") or self.options.from_addr)
+        envelope_from = ascii_address(str(message.extra.get("email_from") or self.options.from_addr))
         result = DeliveryResult.transient("smtp: no attempt made")
         for _ in range(2):
             try:

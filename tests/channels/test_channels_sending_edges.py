@@ -98,3 +98,20 @@ async def test_a_webhook_endpoint_that_redirects_is_not_counted_as_delivered(mak
         await runner.cleanup()
     assert [method for method, _ in seen] == ["POST"]
     assert result.outcome == "failed" and not result.retryable and "301" in result.detail
+
+
+async def test_a_store_sending_from_an_internationalised_domain_gets_its_emails_out(
+        smtp_server, clock, results, make_message):
+    """A store's `email_from` on an IDN domain (accepted by the config, as a shopper's IDN address is
+    accepted and sent in IDNA) failed every email: the envelope sender went to MAIL FROM as it was,
+    which SMTP without SMTPUTF8 cannot carry ("invalid address"). It goes in IDNA, as the recipient."""
+    pool = smtp_pool(smtp_server, clock, results)
+    await pool.start()
+    pool.offer(make_message(id="idn", extra={"email_from": "hola@tiendá.example"}))
+    await pool.wait_idle()
+    await pool.stop()
+    result = results.of("idn")
+    assert result.outcome == "sent", result.detail
+    (mail_from, _, raw), = smtp_server.handler.messages
+    assert mail_from == "hola@xn--tiend-1qa.example"
+    assert b"xn--tiend-1qa.example" in raw.split(b"\r\n\r\n", 1)[0]  # the From header too
