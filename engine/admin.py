@@ -24,6 +24,7 @@ import hmac
 import logging
 import os
 import re
+import shlex
 import socket
 from pathlib import Path
 from typing import Any
@@ -92,8 +93,15 @@ class AdminCommands:
         self._mutate = asyncio.Lock()  # clock moves and cancels do not interleave across connections
 
     async def run(self, line: str) -> dict[str, Any]:
-        """Run one command line; never raises (errors become ``{"ok": false, "error": ...}``)."""
-        words = line.split()
+        """Run one command line; never raises (errors become ``{"ok": false, "error": ...}``).
+
+        The line is split into words as a POSIX shell would (:func:`shlex.split`, nothing expanded), so
+        an id with a space or a quote is given quoted: ``cart demo "summer sale"``, ``logs cart='a b'``.
+        """
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:  # "No closing quotation", "No escaped character"
+            return {"ok": False, "error": f"cannot split the command into words: {exc} (quote ids with spaces)"}
         if not words:
             return {"ok": False, "error": "empty command (try: help)"}
         name, args = words[0].lower(), words[1:]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -389,7 +390,7 @@ def _log_query(args: argparse.Namespace, *, limit: int, since: float | None = No
     for key in ("store", "cart", "profile", "channel", "outcome"):
         value = getattr(args, key, None)
         if value:
-            parts.append(f"{key}={value}")
+            parts.append(shlex.quote(f"{key}={value}"))  # the admin socket splits words as a shell does
     if since is not None:
         parts.append(f"since={since!r}")
     parts.append(f"limit={limit}")
@@ -492,7 +493,7 @@ def _cmd_logs(client: AdminClient, args: argparse.Namespace, console: Console,
 
 
 def _cmd_cart(client: AdminClient, args: argparse.Namespace, console: Console) -> int:
-    doc = client.command(f"cart {args.store} {args.cart}")
+    doc = client.command(f"cart {shlex.quote(args.store)} {shlex.quote(args.cart)}")
     if args.json:
         _print_json(console, doc)
     else:

@@ -522,15 +522,22 @@ async def test_stopping_with_an_admin_session_open_logs_no_error(tmp_path: Path,
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
-@pytest.mark.xfail(strict=True, reason="design decision: admin lines are split on whitespace, so a cart id with a "
-                   "space (valid at ingest) cannot be named by cart/cancel/logs; needs a quoting rule")
 async def test_a_cart_whose_id_has_a_space_can_be_shown(ops_engine: Engine) -> None:
+    """Admin lines are split into words as a POSIX shell does: ids with spaces or quotes are quoted."""
     ingest = await Ingest.open(ops_engine)
     admin = await Admin.unix(ops_engine)
     try:
-        assert (await ingest.frame(cart_event("summer sale")))["accepted"] == 1
+        shopper = {"id": "p-s", "email": "s@example.test", "consent": {"email": True}}
+        reply = await ingest.frame([cart_event(c, profile=shopper, checkout_url="https://shop.test/c/1")
+                                    for c in ("summer sale", "it's")])
+        assert reply["accepted"] == 2, reply
         reply = await admin('cart shop1 "summer sale"')
         assert reply["ok"] is True and reply["cart"] == "summer sale"
+        assert (await admin('cart shop1 "it\'s"'))["cart"] == "it's"
+        assert (await admin("logs 'cart=summer sale'"))["ok"] is True
+        bad = await admin("cart shop1 it's")
+        assert bad["ok"] is False and "No closing quotation" in bad["error"], bad
+        assert (await admin("stats"))["ok"] is True  # the connection goes on
     finally:
         await admin.close()
         await ingest.close()

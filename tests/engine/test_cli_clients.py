@@ -307,3 +307,13 @@ async def test_a_reply_cut_short_by_a_dying_engine_is_a_client_error(tmp_path: P
         await server.wait_closed()
     assert code == 1 and out == ""
     assert "cartwheel logs:" in err and "connection lost" in err, err
+
+
+def test_client_queries_quote_ids_as_the_admin_socket_splits_them() -> None:
+    import argparse
+    import shlex
+
+    from engine.cli_clients import _log_query
+
+    ns = argparse.Namespace(store="s", cart="summer sale", profile="it's", channel=None, outcome=None)
+    assert shlex.split(_log_query(ns, limit=5)) == ["logs", "store=s", "cart=summer sale", "profile=it's", "limit=5"]
