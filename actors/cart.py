@@ -34,7 +34,8 @@ abandoned     a step issues its first intent                     recovering
 in a run      update                                             active (the run pauses; held sends dropped)
 in a run      ``expire_after`` since abandonment                 expired
 any but final order.completed, a sent message within the window  recovered, else converted
-expired       order.completed, a sent message within the window  recovered, else converted
+expired,      order.completed, a sent message within the window  recovered, else converted (a shop that
+cleared                                                          clears the cart before sending the order)
 final         update                                             active (run numbers keep growing)
 any           cart.cleared                                       cleared
 final         tombstone timer (``attribution_window`` later)     dropped from memory (run 0: at once)
@@ -445,8 +446,8 @@ class CartActor:
 
     def _order(self, event: Mapping[str, Any], t: float, now: float) -> list[Any] | None:
         state = self.state
-        if state in FINAL_STATES and state is not EXPIRED:
-            return None  # a duplicate order, or an order for a cleared cart: counted once
+        if state is CONVERTED or state is RECOVERED:
+            return None  # a duplicate order: counted once
         effects: list[Any] = []
         self._drop_held(effects, "cancelled", "order completed", now)
         value = event.get("value")
@@ -494,7 +495,8 @@ class CartActor:
         self.state = CLEARED
         self.blob = _EMPTY_BLOB
         self.flags = 0
-        self.touch = None
+        # ``touch`` stays: many shops clear the cart at checkout and send the order right after; the order
+        # is still credited to the last message (a cart that ran a flow keeps its tombstone meanwhile)
         effects.append((METRIC, "cleared", 1))
         self._finish(t, effects, tombstone=False)  # DESIGN.md: "the cart is forgotten"
         return effects

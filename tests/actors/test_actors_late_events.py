@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from actorsim import DAY, MIN, Sim, at, cart_event, local, make_registry
+from actorsim import DAY, HOUR, MIN, Sim, at, cart_event, local, make_registry
+
+from actors import CartState
 
 T0 = at("2024-05-15 10:00")
 
@@ -110,3 +112,26 @@ def test_the_cap_counts_from_when_a_queued_message_went_out() -> None:
     emails = [(local(s.at), s.intent.cart) for s in sim.sends if s.outcome == "sent"]
     assert emails[0] == ("2024-05-16 08:00", "A"), emails
     assert len(emails) == 2 and emails[1][0] >= "2024-05-16 20:00", emails  # B's at least 12 h after A's
+
+
+def test_an_order_right_after_the_shop_cleared_the_cart_is_still_credited() -> None:
+    """Many shops empty the cart at checkout and send the order right after: the purchase of a cart that
+    got a recovery email counts as recovered (the cleared cart's tombstone kept its last message)."""
+    reg = make_registry({"demo": {}})
+    sim = Sim(reg, T0)
+    sim.apply(cart_event(prof=_pm({"email": True})), T0)
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"}, T0)
+    sim.advance(T0 + 2 * HOUR)  # the 1 h email went out
+    sim.apply({"type": "cart.cleared", "store": "demo", "cart": "c1"}, T0 + 2 * HOUR)
+    sim.apply({"type": "order.completed", "store": "demo", "cart": "c1", "order": "o1", "value": 64.0},
+              T0 + 2 * HOUR + 1)
+    sim.apply({"type": "order.completed", "store": "demo", "cart": "c1", "order": "o1", "value": 64.0},
+              T0 + 2 * HOUR + 2)  # sent again: counted once
+    assert sim.metrics["recovered"] == 1 and sim.metrics["revenue"] == 64.0 and sim.metrics["cleared"] == 1
+    assert reg.cart("demo", "c1").state is CartState.RECOVERED  # type: ignore[union-attr]
+    # a cleared cart that got no message and is then bought: a plain conversion
+    sim.apply(cart_event("c2", prof=_pm({"email": False})), sim.now)
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c2"}, sim.now)
+    sim.apply({"type": "cart.cleared", "store": "demo", "cart": "c2"}, sim.now + MIN)
+    sim.apply({"type": "order.completed", "store": "demo", "cart": "c2", "order": "o2", "value": 5.0}, sim.now + MIN)
+    assert sim.metrics["converted"] == 1 and sim.metrics["recovered"] == 1
