@@ -19,13 +19,11 @@ move time or change carts (``clock``, ``cancel``) run one at a time across all c
 from __future__ import annotations
 
 import asyncio
-import errno
 import hmac
 import logging
 import os
 import re
 import shlex
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from actors.effects import LogRecord
 from actors.states import IN_RUN
 from engine.clock import ManualClock, parse_time
 from engine.stats import StatsView
+from engine.unix_path import take_unix_path
 
 __all__ = ["AUTH_TIMEOUT_S", "AdminCommands", "AdminServer", "CommandError", "encode_reply"]
 
@@ -51,18 +50,6 @@ _LIMIT_RE = re.compile(r"[0-9]{1,6}\Z")
 _DELTA_RE = re.compile(r"[+-][0-9]{1,9}\Z")
 _LOG_FILTERS = ("store", "cart", "profile", "channel", "outcome")
 _OUTCOMES = ("sent", "failed", "skipped", "postponed", "cancelled", "uncertain")
-
-
-def _answers(path: str) -> bool:
-    """Whether something accepts connections on the UNIX socket ``path`` (a local connect is immediate)."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
 
 
 class CommandError(ValueError):
@@ -334,11 +321,7 @@ class AdminServer:
             OSError: another process answers on that socket (a second engine must not steal it).
         """
         path = Path(unix)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_socket():
-            if _answers(str(path)):
-                raise OSError(errno.EADDRINUSE, f"another process is listening on {path}")
-            path.unlink()
+        take_unix_path(path)
         old = os.umask(0o177)  # the socket is born 0600: no window in which others may connect
         try:
             server = await asyncio.start_unix_server(

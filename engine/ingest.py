@@ -31,6 +31,7 @@ import msgpack
 import msgspec
 
 from engine.schema import frame_kind, split_batch
+from engine.unix_path import take_unix_path
 from engine.validate import Deduper, Validator, is_control
 
 __all__ = ["FrameHandler", "IngestProtocol", "IngestServer", "NotMsgpack"]
@@ -524,6 +525,11 @@ class IngestServer:
         self.slice_end = 0.0
 
     async def start(self, *, tcp: tuple[str, int] | None, unix: str | None) -> None:
+        """Listen on ``tcp`` and/or the UNIX socket ``unix``.
+
+        Raises:
+            OSError: an address in use (for the UNIX socket: another process answers on it).
+        """
         loop = asyncio.get_running_loop()
         if tcp is not None:
             server = await loop.create_server(lambda: IngestProtocol(self), tcp[0], tcp[1], backlog=2048)
@@ -531,9 +537,7 @@ class IngestServer:
             self.tcp_address = server.sockets[0].getsockname()[:2]
         if unix:
             path = Path(unix)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.is_socket():
-                path.unlink()  # a stale socket from an earlier run
+            take_unix_path(path)  # a stale socket from an earlier run is replaced; a live one refused
             server = await loop.create_unix_server(lambda: IngestProtocol(self), str(path), backlog=2048)
             self.servers.append(server)
             self.unix_path = str(path)

@@ -6,11 +6,12 @@ import socket
 from pathlib import Path
 
 import msgpack
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.app import Engine
-from tests.engine.conftest import Client, cart_event
+from tests.engine.conftest import Client, cart_event, engine_config
 
 
 async def test_pipelined_frames_are_answered_in_order(engine: Engine) -> None:
@@ -361,3 +362,18 @@ async def test_a_stalled_channel_does_not_stop_ingest_and_its_backlog_is_cancell
         engine.pause_channel("email", False)
         await client.close()
         await engine.stop()
+
+
+async def test_a_second_engine_does_not_steal_a_live_ingest_socket(engine: Engine, tmp_path: Path) -> None:
+    """The ingest socket, like the admin one: a socket another process answers on is refused, not
+    unlinked (the second engine would take the first one's clients without anyone noticing)."""
+    other = tmp_path / "other"
+    other.mkdir()
+    config = engine_config(other, ingest_unix=engine.ingest.unix_path, ingest_tcp="")
+    second = Engine(config, base_dir=other)
+    with pytest.raises(OSError, match="another process is listening"):
+        await second.start()
+    await second.stop()
+    client = await Client.unix(engine)  # the first engine still serves its socket
+    assert (await client.frame(cart_event("c1")))["accepted"] == 1
+    await client.close()
