@@ -209,6 +209,8 @@ class FrameHandler:
                 apply(event, now)
             except Exception as exc:  # an actor bug must not take the connection or the batch down
                 log.exception("applying event %d of frame %d failed", index, seq)
+                if event_id is not None and deduper is not None:
+                    deduper.forget(event["store"], event_id)  # "not applied": a retry must not be a duplicate
                 if rejected is None:
                     rejected = []
                 rejected.append([index, f"event: internal error ({type(exc).__name__}); not applied"])

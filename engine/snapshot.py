@@ -131,6 +131,13 @@ class RecordingDeduper(Deduper):
                 recent.popleft()
         return False
 
+    def forget(self, store: str, event_id: str) -> None:
+        super().forget(store, event_id)
+        key = dedup_key(store, event_id)
+        if type(key) is bytes:
+            store, event_id = "", key.hex()
+        self.recent = deque((r for r in self.recent if r[0] != store or r[1] != event_id), maxlen=self.recent.maxlen)
+
     def take_recent(self, now: float) -> list[tuple[str, str, float]]:
         """The ids recorded since the last call that the deduper still remembers at ``now``, oldest first
         (a cut takes them)."""

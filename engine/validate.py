@@ -601,6 +601,12 @@ class Deduper:
             self.evicted += 1
         return False
 
+    def forget(self, store: str, event_id: str) -> None:
+        """Forget ``(store, event_id)``: its event was answered "not applied" (an internal error), so a
+        retry with the same id must be applied, not ignored as a duplicate. (Its entry in the expiry
+        queue stays; it may end a retry's window early, never extend one.)"""
+        self._ids.discard(dedup_key(store, event_id))
+
     def __len__(self) -> int:
         return len(self._ids)
 

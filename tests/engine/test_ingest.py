@@ -377,3 +377,30 @@ async def test_a_second_engine_does_not_steal_a_live_ingest_socket(engine: Engin
     client = await Client.unix(engine)  # the first engine still serves its socket
     assert (await client.frame(cart_event("c1")))["accepted"] == 1
     await client.close()
+
+
+async def test_an_event_answered_not_applied_can_be_retried_with_its_id(engine: Engine) -> None:
+    """An internal error while applying an event is answered "not applied"; its id is forgotten, so the
+    client's retry with the same id is applied instead of being ignored as a duplicate."""
+    apply = engine.handler.apply
+    failures = [RuntimeError("an actor bug")]
+
+    def flaky(event: dict, now: float) -> None:
+        if failures:
+            raise failures.pop()
+        apply(event, now)
+
+    engine.handler.apply = flaky
+    client = await Client.tcp(engine)
+    try:
+        first = await client.frame(cart_event("c1", id="e-1"))
+        assert first["accepted"] == 0 and "internal error" in first["rejected"][0][1], first
+        assert [r for r in engine.deduper.recent if r[1] == "e-1"] == []  # the next cut does not store it
+        again = await client.frame(cart_event("c1", id="e-1"))
+        assert again == {"seq": 2, "accepted": 1, "rejected": []}
+        assert engine.registry.cart("shop1", "c1") is not None and engine.stats.events_duplicate == 0
+        third = await client.frame(cart_event("c1", id="e-1"))  # now it was applied: a duplicate
+        assert third["accepted"] == 1 and engine.stats.events_duplicate == 1
+    finally:
+        await client.close()
+        engine.handler.apply = apply
