@@ -97,7 +97,8 @@ class Engine:
         self.registry = build_registry(config)
         self.base_dir = base_dir or Path.cwd()
         self.runtime = Runtime(self.registry, self.clock, tick_s=settings.tick_s,
-                               log_retention_s=settings.log_retention_s)
+                               log_retention_s=settings.log_retention_s,
+                               log_max_records=settings.log_max_records)
         self.stats = self.runtime.stats
         self.seq = Sequence()
         self.health = StoreHealth()

@@ -51,6 +51,9 @@ key                    default                meaning
                                               ISO 8601 time *with* a zone (``2026-03-06T10:00:00Z``);
                                               unset = the real time at start; an error with ``real``
 ``log_retention``      ``"5d"``               how long the message log is kept
+``log_max_records``    ``1000000``            most message-log records kept (1 000 to 100 000 000; when
+                                              full the oldest go first, counted in ``stats``
+                                              ``message_log_dropped``)
 ``metrics_http``       ``""`` (off)           ``HOST:PORT`` serving Prometheus ``/metrics``
 ``partitions``         ``16``                 cart partitions (1 to 16384, the Redis Cluster slot count)
 ``sync_timeout``       ``"10s"``              longest wait for a ``sync`` control frame to become durable
@@ -107,6 +110,7 @@ snapshot_interval = "5s"
 tick = "100ms"
 clock = "real"
 log_retention = "5d"
+log_max_records = 1000000
 metrics_http = ""
 partitions = 16
 sync_timeout = "10s"
@@ -382,6 +386,7 @@ class EngineSettings:
     clock: str = "real"
     clock_start: float | None = None
     log_retention_s: float = 5 * 86400.0
+    log_max_records: int = 1_000_000
     metrics_http: tuple[str, int] | None = None
     partitions: int = 16
     sync_timeout_s: float = 10.0
@@ -425,6 +430,7 @@ _ENGINE_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "clock": ("clock", _clock),
     "clock_start": ("clock_start", _clock_start),
     "log_retention": ("log_retention_s", _duration("5d")),
+    "log_max_records": ("log_max_records", _integer(1000, 100_000_000)),
     "metrics_http": ("metrics_http", _host_port("127.0.0.1:9108")),
     "partitions": ("partitions", _integer(1, 16384)),
     "sync_timeout": ("sync_timeout_s", _duration("10s")),

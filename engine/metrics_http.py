@@ -124,6 +124,9 @@ def render_metrics(view: StatsView) -> str:
                "Timers pending per wheel level (the last one is the ready list); refreshed every few seconds.",
                [({"level": "ready" if i == len(levels) - 1 else str(i)}, n) for i, n in enumerate(levels)])
     w.one("cartwheel_message_log_records", "gauge", "Records held in the message log.", doc["message_log"])
+    w.one("cartwheel_message_log_dropped_total", "counter",
+          "Message-log records pushed out by newer ones because the log held log_max_records (since start).",
+          doc["message_log_dropped"])
 
     rec = doc["recovery"]
     w.labelled("cartwheel_recovery_carts_total", "counter",

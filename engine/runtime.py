@@ -112,12 +112,13 @@ class Runtime:
         clock: the engine clock.
         tick_s: wheel tick length in seconds (config ``engine.tick``).
         log_retention_s: how long message-log records are kept.
+        log_max_records: most message-log records kept (the oldest go first).
         fire_batch: timers fired per loop turn before yielding to ingest.
     """
 
     def __init__(
         self, registry: Any, clock: Clock, *, tick_s: float = 0.1, log_retention_s: float = 5 * 86400,
-        fire_batch: int = 5000, dispatcher: Dispatcher | None = None,
+        fire_batch: int = 5000, dispatcher: Dispatcher | None = None, log_max_records: int = 1_000_000,
     ) -> None:
         self.registry = registry
         self.clock = clock
@@ -125,7 +126,7 @@ class Runtime:
         now = clock.now()
         self.wheel = TimingWheel(self._tick_of(now), tick_s=tick_s)
         self.stats = Stats()
-        self.msglog = MessageLog(log_retention_s)
+        self.msglog = MessageLog(log_retention_s, log_max_records)
         self.fire_batch = fire_batch
         self.dispatcher = dispatcher
         #: ``(store, cart)`` of every cart an event, timer or delivery result reached since the last

@@ -393,6 +393,7 @@ class StatsView:
         doc["persistence"] = self.persistence()
         doc["memory"] = {"rss_bytes": rss_bytes()}
         doc["message_log"] = len(engine.runtime.msglog)
+        doc["message_log_dropped"] = engine.runtime.msglog.dropped
         doc["channels"] = engine.channels_document()
         doc["restoring"] = bool(engine.restoring)
         doc["uptime_s"] = round(monotonic() - engine.started_at, 3)

@@ -54,6 +54,7 @@ def test_embedded_default_matches_design_md() -> None:
     assert e.tick_s == 0.1
     assert e.clock == "real" and e.clock_start is None
     assert e.log_retention_s == 5 * 86400
+    assert e.log_max_records == 1_000_000
     assert e.metrics_http is None
     assert e.partitions == 16
     assert e.sync_timeout_s == 10.0
@@ -70,7 +71,7 @@ def test_default_toml_lists_every_engine_key() -> None:
     keys = set(tomllib.loads(DEFAULT_TOML)["engine"])
     documented = {
         "ingest_tcp", "ingest_unix", "admin_unix", "admin_tcp", "admin_token", "store", "durability",
-        "snapshot_interval", "tick", "clock", "log_retention", "metrics_http", "partitions",
+        "snapshot_interval", "tick", "clock", "log_retention", "log_max_records", "metrics_http", "partitions",
         "sync_timeout", "max_frame_bytes", "max_batch", "max_items", "max_string", "dedup_window",
         "dedup_capacity", "apply_queue",
     }
@@ -195,6 +196,12 @@ BAD_VALUES = [
     ("clock_start", "2026-03-06T10:00:00", "(this one has no zone)"),
     ("clock_start", -1, "engine.clock_start: expected"),
     ("log_retention", "forever", 'engine.log_retention: expected a duration like "5d", got "forever"'),
+    ("log_max_records", 0, "engine.log_max_records: expected an integer from 1000 to 100000000, got 0"),
+    ("log_max_records", -1, "engine.log_max_records: expected an integer from 1000 to 100000000, got -1"),
+    ("log_max_records", 999, "engine.log_max_records: expected an integer from 1000 to 100000000, got 999"),
+    ("log_max_records", "many", 'engine.log_max_records: expected an integer from 1000 to 100000000, got "many"'),
+    ("log_max_records", 10.5, "engine.log_max_records: expected an integer from 1000 to 100000000, got 10.5"),
+    ("log_max_records", True, "engine.log_max_records: expected an integer from 1000 to 100000000, got true"),
     ("metrics_http", "9108", 'engine.metrics_http: expected "HOST:PORT" like "127.0.0.1:9108"'),
     ("partitions", 0, "engine.partitions: expected an integer from 1 to 16384, got 0"),
     ("partitions", "16", 'engine.partitions: expected an integer from 1 to 16384, got "16"'),
@@ -219,6 +226,11 @@ def test_bad_value_names_the_key(key: str, value: Any, message: str) -> None:
     assert len(messages) == 1, messages
     assert messages[0].startswith(f"engine.{key}: "), messages[0]
     assert message in messages[0]
+
+
+def test_log_max_records_takes_an_integer_of_at_least_1000() -> None:
+    assert engine(log_max_records=1000).log_max_records == 1000
+    assert engine(log_max_records=50_000_000).log_max_records == 50_000_000
 
 
 def test_every_key_has_a_bad_value_test() -> None:

@@ -37,3 +37,19 @@ def test_query_filters_time_range_and_limit() -> None:
     assert [r["at"] for r in log.query(limit=1)] == [T0 + 20]  # the newest, oldest first
     with pytest.raises(ValueError, match="unknown log filter 'colour'"):
         log.query(colour="red")
+
+
+def test_a_full_log_drops_its_oldest_records_and_counts_them() -> None:
+    log = MessageLog(5 * DAY, max_records=1000)
+    for i in range(2500):
+        log.append(rec(T0 + i, cart=f"c{i}"))
+    assert len(log) == 1000 and log.full()
+    assert log.dropped == 1500
+    assert [r.cart for r in log] == [f"c{i}" for i in range(1500, 2500)]
+    assert [r["cart"] for r in log.query(limit=3)] == ["c2497", "c2498", "c2499"]  # oldest first
+    assert [r["cart"] for r in log.query(since=T0, limit=5000)][0] == "c1500"
+    assert log.query(cart="c10") == []
+    assert log.expire(T0 + 5 * DAY + 2000) == 500  # +1500 .. +1999 are older than 5 days
+    assert len(log) == 500 and not log.full() and log.dropped == 1500
+    log.append(rec(T0 + 5 * DAY + 2000))
+    assert len(log) == 501 and log.dropped == 1500
