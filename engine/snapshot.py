@@ -460,6 +460,11 @@ class Snapshotter:
             cut.recent_ids = self.deduper.take_recent(now)
         records_deque = getattr(runtime.msglog, "_records", None)
         cut.log_end = _LOG_ANY if records_deque is None else records_deque[-1] if records_deque else None
+        log_keep_after = now - self.log_retention_s
+        if records_deque and records_deque.maxlen is not None and len(records_deque) >= records_deque.maxlen:
+            # A full log (log_max_records) has pushed out every record older than its oldest: the store
+            # lets them go too (Redis drops the log fields all older than this), as memory did.
+            log_keep_after = max(log_keep_after, records_deque[0].at)
         credits = {sid: rules.credits for sid, rules in registry.stores.items() if rules.credits is not None}
         metrics = dict(getattr(stats, "metrics", {}))
         sends = {ch: dict(v) for ch, v in getattr(stats, "sends", {}).items()}
@@ -467,7 +472,7 @@ class Snapshotter:
         cut.meta = {
             "format": STORE_FORMAT, "gen": self.gen, "cut": cut.lsn, "at": now, "partitions": self.partitions,
             "epoch": self.epoch, "carts": len(registry), "credits": credits, "metrics": metrics, "sends": sends,
-            "log_keep_after": now - self.log_retention_s, "dedup_keep_after": now - dedup_window,
+            "log_keep_after": log_keep_after, "dedup_keep_after": now - dedup_window,
             "written_at": wall_time(),
         }
         self._cut = cut

@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from engine.app import Engine
 from engine.metrics_http import render_metrics
 from engine.stats import StatsView
-from tests.persistence.conftest import crash, engine_config, start_engine
+from tests.persistence.conftest import RedisServer, crash, engine_config, start_engine
 from tests.persistence.helpers import HOUR, cart_event, feed
 
 CAP = 1000
@@ -40,6 +41,11 @@ async def workload(engine: Engine, carts: range, *, flow_h: float = 3 * 24) -> N
         await feed(engine, cart_event(f"c{i}") | {"profile": {"id": f"p{i}", "email": f"p{i}@x.test", **no_consent}})
         await engine.runtime.advance_clock(60)
     await engine.runtime.advance_clock(flow_h * HOUR)
+
+
+def redis_log_records(server: RedisServer) -> list[Any]:
+    fields = server.command("HGETALL", "cw:{g}:log")
+    return [r for blob in fields.values() for r in msgpack.unpackb(blob, raw=False)]
 
 
 def logged(engine: Engine) -> list[dict[str, Any]]:
@@ -93,3 +99,20 @@ async def test_the_restored_log_is_the_newest_records_once_each(store_url: str, 
     restored = logged(b)
     assert len({r["id"] for r in restored}) == len(restored)  # no duplicates
     assert restored == expected  # exactly the newest cap records, nothing older
+
+
+async def test_redis_keeps_about_as_many_records_as_memory(redis_server: RedisServer, tmp_path: Path,
+                                                           engines: list) -> None:
+    config = engine_config(tmp_path, redis_server.url, log_max_records=CAP)
+    a = await start_engine(engines, config, tmp_path)
+    everything = record_everything(a)
+    for start in range(0, 600, 50):
+        await workload(a, range(start, start + 50), flow_h=6)
+        await a.sync()
+        stored = redis_log_records(redis_server)
+        assert len(stored) <= CAP + 450, (start, len(stored))  # the cap, and the rest of its oldest cut's field
+    assert len(everything) > 4 * CAP
+    ids = [r[0] for r in redis_log_records(redis_server)]
+    assert len(ids) == len(set(ids))
+    expected = [r["id"] for r in everything[-CAP:]]
+    assert set(expected) <= set(ids)
