@@ -103,6 +103,7 @@ class Engine:
         self.seq = Sequence()
         self.health = StoreHealth()
         self.store: Store = open_store(settings.store, base=self.base_dir, partitions=settings.partitions)
+        self.store.log_max_records = settings.log_max_records
         self.journal = Journal(self.store, self.seq, self.health, timeout_s=settings.sync_timeout_s)
         self.dispatcher = dispatcher
         self.ledger: IntentLedger | None = None

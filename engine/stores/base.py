@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import abc
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,7 +277,7 @@ class Loaded:
     profiles: list[tuple[str, list[tuple[bytes, bytes]]]]
     ledger: list[tuple[str, bytes]]
     journal: list[JournalBatch]
-    log: list[Any]
+    log: Iterable[Any]  # oldest first; at most the store's ``log_max_records``
     dedup: list[Any]
 
     def cart_count(self) -> int:
@@ -293,6 +293,9 @@ class Store(abc.ABC):
     """
 
     kind: str = "?"
+    #: the engine's ``log_max_records`` (None: no bound): :meth:`read` returns at most the newest this
+    #: many message-log records, dropping older ones as it reads (the log in memory would drop them)
+    log_max_records: int | None = None
 
     def __init__(self, *, partitions: int) -> None:
         self.partitions = partitions

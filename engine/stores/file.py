@@ -45,6 +45,7 @@ import os
 import shutil
 import struct
 import zlib
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
@@ -457,7 +458,7 @@ class FileStore(Store):
         carts: dict[bytes, bytes] = {}
         profiles: dict[bytes, bytes] = {}
         ledger: dict[bytes, bytes] = {}
-        log_records: list[Any] = []
+        log_records: deque[Any] = deque(maxlen=self.log_max_records)  # the newest, as the log in memory
         dedup: list[Any] = []
         self._merge(doc, self.path, carts, profiles, ledger, log_records, dedup)
         del doc
@@ -501,7 +502,7 @@ class FileStore(Store):
 
     @staticmethod
     def _merge(doc: dict[str, Any], path: Path, carts: dict[bytes, bytes], profiles: dict[bytes, bytes],
-               ledger: dict[bytes, bytes], log_records: list[Any], dedup: list[Any]) -> None:
+               ledger: dict[bytes, bytes], log_records: list[Any] | deque[Any], dedup: list[Any]) -> None:
         try:
             for key, target in (("carts", carts), ("profiles", profiles)):
                 for name, value in doc.get(key) or ():

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -617,7 +618,7 @@ class RedisStore(Store):
                     if batch.lsn > cut:
                         journal.append(batch)
         journal.sort(key=lambda b: (b.lsn, b.events[0][0] if b.events else 0))
-        log_records: list[Any] = []
+        log_records: deque[Any] = deque(maxlen=self.log_max_records)  # the newest, as the log in memory
         for name, blob in self._in_field_order(LOG, await self._hgetall(LOG)):
             try:
                 records = msgpack.unpackb(blob, raw=False, strict_map_key=False)

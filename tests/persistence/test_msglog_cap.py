@@ -14,6 +14,7 @@ import pytest
 from engine.app import Engine
 from engine.metrics_http import render_metrics
 from engine.stats import StatsView
+from engine.stores import open_store
 from tests.persistence.conftest import RedisServer, crash, engine_config, start_engine
 from tests.persistence.helpers import HOUR, cart_event, feed
 
@@ -43,13 +44,13 @@ async def workload(engine: Engine, carts: range, *, flow_h: float = 3 * 24) -> N
     await engine.runtime.advance_clock(flow_h * HOUR)
 
 
+def logged(engine: Engine) -> list[dict[str, Any]]:
+    return [r.as_dict() for r in engine.runtime.msglog]
+
+
 def redis_log_records(server: RedisServer) -> list[Any]:
     fields = server.command("HGETALL", "cw:{g}:log")
     return [r for blob in fields.values() for r in msgpack.unpackb(blob, raw=False)]
-
-
-def logged(engine: Engine) -> list[dict[str, Any]]:
-    return [r.as_dict() for r in engine.runtime.msglog]
 
 
 async def test_memory_keeps_the_newest_records_and_counts_the_dropped(tmp_path: Path, engines: list) -> None:
@@ -116,3 +117,13 @@ async def test_redis_keeps_about_as_many_records_as_memory(redis_server: RedisSe
     assert len(ids) == len(set(ids))
     expected = [r["id"] for r in everything[-CAP:]]
     assert set(expected) <= set(ids)
+    await crash(a)
+    store = open_store(redis_server.url)
+    store.log_max_records = CAP
+    await store.open()
+    try:
+        loaded = await store.read(lambda _: None)
+        assert loaded is not None
+        assert [r[0] for r in loaded.log] == expected  # restore reads no more than the cap
+    finally:
+        await store.close()
