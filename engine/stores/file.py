@@ -10,7 +10,8 @@ Files in ``DIR``::
 Every snapshot file is written atomically: a temporary file in the same directory, ``fsync``,
 ``rename``, ``fsync`` of the directory. A crash leaves the previous file or the new one, never a torn
 one; a delta whose base is gone (an older generation) is ignored and removed. A new base is written
-when :meth:`FileStore.wants_full` says the deltas outgrew half of it, so restore reads a bounded amount.
+when :meth:`FileStore.wants_full` says the deltas outgrew half of it, or hold half of ``log_max_records``
+message-log records (a base holds only the records still in memory), so restore reads a bounded amount.
 
 A full snapshot is written while it is encoded (:meth:`FileStore.begin_full`, :meth:`FileStore.stage`):
 its chunks go to the temporary file as the snapshotter seals them, carts straight into the document and
@@ -219,6 +220,7 @@ class FileStore(Store):
         self._delta_seq = 0
         self._base_bytes = 0
         self._delta_bytes = 0
+        self._delta_log = 0  # message-log records in the deltas (the base holds what memory held)
         self._full: _FullWrite | None = None  # a full snapshot being streamed (snapshot thread only)
         self._lock_fd: int | None = None  # LOCK, flock'ed while this engine has the directory open
 
@@ -280,7 +282,11 @@ class FileStore(Store):
 
     # ------------------------------------------------------------------ snapshots
     def wants_full(self) -> bool:
-        """True when the deltas outgrew ``compact_ratio`` of the base (time for a new base)."""
+        """True when the deltas outgrew ``compact_ratio`` of the base (time for a new base), or hold more
+        message-log records than half of ``log_max_records``: a new base holds only the records the log
+        in memory still has, so the directory keeps at most about 1.5 times the cap of them."""
+        if self.log_max_records is not None and self._delta_log > self.log_max_records // 2:
+            return True
         return self._gen == 0 or self._delta_bytes > max(self._base_bytes * self.compact_ratio, 1 << 20)
 
     async def commit(self, write: SnapshotWrite) -> None:
@@ -362,6 +368,7 @@ class FileStore(Store):
             self._delta_seq = 0
             self._base_bytes = size
             self._delta_bytes = 0
+            self._delta_log = 0
             for old in self.directory.glob("delta-*.msgpack"):
                 old.unlink(missing_ok=True)
         else:
@@ -370,6 +377,7 @@ class FileStore(Store):
             self._delta_seq += 1
             path = self.directory / f"delta-{write.gen:08d}-{self._delta_seq:06d}.msgpack"
             self._delta_bytes += self._write_atomic(path, self._document(write))
+            self._delta_log += len(write.log)
 
     # ------------------------------------------------------------------ journal
     async def append(self, batches: list[JournalBatch], ledger: list[tuple[int, int, bytes, bytes]]) -> None:
@@ -483,6 +491,7 @@ class FileStore(Store):
             ledger.clear()  # each cut carries the complete live ledger
             self._merge(delta, path, carts, profiles, ledger, log_records, dedup)
             self._delta_bytes += path.stat().st_size
+            self._delta_log += len(delta.get("log") or ())
         self._gen = gen
         self._delta_seq = seq
         cut = meta["cut"]

@@ -127,3 +127,32 @@ async def test_redis_keeps_about_as_many_records_as_memory(redis_server: RedisSe
         assert [r[0] for r in loaded.log] == expected  # restore reads no more than the cap
     finally:
         await store.close()
+
+
+async def test_the_file_store_keeps_about_as_many_records_as_memory(tmp_path: Path, engines: list) -> None:
+    """Its deltas pile up records until a new base holds only those in memory: it comes once the deltas
+    hold half the cap. Reading it never yields more than the cap."""
+    spec = f"file:{tmp_path / 'state'}"
+    config = engine_config(tmp_path, spec, log_max_records=CAP)
+    a = await start_engine(engines, config, tmp_path)
+    everything = record_everything(a)
+    for start in range(0, 600, 25):
+        await workload(a, range(start, start + 25), flow_h=3)
+        await a.sync()
+    assert len(everything) > 4 * CAP
+    expected = everything[-CAP:]
+    await crash(a)
+
+    store = open_store(spec)
+    await store.open()
+    try:
+        raw = store.load()
+        assert raw is not None
+        stored = msgpack.unpackb(raw, raw=False)["log"]
+        assert len(stored) <= CAP + CAP // 2 + 250, len(stored)  # a base, deltas up to half the cap and one cut
+        store.log_max_records = CAP
+        loaded = await store.read(lambda _: None)
+        assert loaded is not None
+        assert [r[0] for r in loaded.log] == [r["id"] for r in expected]
+    finally:
+        await store.close()
