@@ -62,7 +62,9 @@ async def simulate(config: Config, path: Path, *, horizon_s: float | None = None
         return [], problems
     clock = ManualClock(events[0][0])
     registry = build_registry(config)
-    runtime = Runtime(registry, clock, tick_s=config.engine.tick_s, log_retention_s=float("inf"))
+    # a preview keeps every record, however many (the engine's log_max_records bounds a live engine)
+    runtime = Runtime(registry, clock, tick_s=config.engine.tick_s, log_retention_s=float("inf"),
+                      log_max_records=sys.maxsize)
     for ts, _, event in events:
         if ts > clock.now():
             await runtime.advance_clock(ts - clock.now())
