@@ -26,8 +26,9 @@ unpacked copy.
 Forgetting. A cart in a final state without a pending timer is removed from memory: at once when it never
 ran a flow (run 0: bought or cleared while active), otherwise when its tombstone timer fires,
 ``attribution_window`` after it became final (the tombstone keeps the run counter so that a reused cart id
-never repeats an idempotency key, and an expired cart's last message for a late attribution). Bought and
-cleared carts drop their contents and their profile link at once. A profile is forgotten when its last
+never repeats an idempotency key, and an expired cart's last message for a late attribution), or later,
+when the cart is the last of its shopper and their frequency cap holds longer. Bought and
+cleared carts drop their contents and their profile link at once (unless the cap holds). A profile is forgotten when its last
 cart is (one created by ``profile.updated`` alone stays until a cart has used it and gone).
 
 Events for an unknown cart other than ``cart.updated`` / ``checkout.started`` are ignored (there is
@@ -275,7 +276,12 @@ class Registry:
         if after is not before:
             self._moved(actor, before, after, now)
         elif after in FINAL_STATES and actor.due is None:
-            self._drop(actor)
+            until = self._cap_lifts_at(actor, now)
+            if until is None:
+                self._drop(actor)
+            else:  # the tombstone holds the shopper's profile, and so their cap, until the cap lifts
+                actor.due = until
+                effects = [(SCHEDULE, actor, until, TAG_PURGE)]
         return effects
 
     def _moved(self, actor: CartActor, before: CartState, after: CartState, now: float) -> None:
@@ -300,6 +306,22 @@ class Registry:
         profile = actor.store.profiles.get(actor.profile)
         return profile is not None and bool(profile.caps) and any(
             now < last[0] + cap_s for last in profile.caps.values())  # type: ignore[union-attr]
+
+    @staticmethod
+    def _cap_lifts_at(actor: CartActor, now: float) -> float | None:
+        """When the frequency cap of a final cart's shopper lifts, if it still holds and this cart is the
+        last one keeping the profile (dropping it would forget the profile and its cap); else None.
+
+        A cap longer than the attribution window (a weekly cap, say) outlives the tombstone's time.
+        """
+        cap_s = actor.store.flow.frequency_cap_s
+        if cap_s <= 0 or actor.run == 0 or actor.profile is None:
+            return None
+        profile = actor.store.profiles.get(actor.profile)
+        if profile is None or not profile.caps or profile.refs > 1:
+            return None
+        until = max(last[0] for last in profile.caps.values()) + cap_s
+        return until if now < until else None
 
     def _drop(self, actor: CartActor, *, forget_store: bool = True) -> None:
         """Forget a cart; with ``forget_store``, also its store's default rules if nothing is left of it."""

@@ -125,3 +125,26 @@ def test_cap_entries_round_trip_with_the_message_before_the_last() -> None:
     assert again.forget_send("email", "A", 100.0) and again.caps is None
     old = Profile.from_state(["p", None, None, None, None, None, 1, 0, 1, [["email", 50.0, "Z"]]])  # as stored before
     assert old.caps == {"email": (50.0, "Z")}
+
+
+def test_the_cap_outlives_the_tombstone_when_it_is_longer_than_the_attribution_window() -> None:
+    """A weekly cap (7 d) is longer than the attribution window (5 d) that keeps a final cart's tombstone:
+    when A's tombstone went, the shopper's profile (their last cart gone) went with it, cap and all, and
+    the next cart B, abandoned on day 6, was emailed within the week. The tombstone stays while the cap
+    still holds."""
+    steps = [{"after": "1h", "channels": ["email"]}]
+    reg = make_registry({"demo": {"flow": "weekly"}},
+                        {"weekly": {"steps": steps, "expire_after": "2h", "frequency_cap": "7d"}})
+    t0 = at("2024-05-15 00:00")
+    sim = Sim(reg, t0)
+    sim.apply(cart_event("A", prof=profile("p")))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "A"})
+    sim.advance(t0 + 6 * 24 * HOUR)  # A expired at 2 h; its tombstone's 5 d are over
+    sim.apply(cart_event("B", prof=profile("p")))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "B"})
+    sim.advance(t0 + 9 * 24 * HOUR)
+    emails = [(s.at - t0, s.intent.cart) for s in sim.sends if s.outcome == "sent"]
+    assert emails == [(HOUR, "A")], emails  # B's email would lift after B's run ended (2 h)
+    assert rows(sim, "skipped") == [(6 * 24 + 1, "B", 1, "frequency cap: lifts after the run ends")]
+    sim.advance(t0 + 20 * 24 * HOUR)
+    assert len(reg) == 0 and reg.profile("demo", "p") is None  # and all of it is forgotten in the end
