@@ -566,7 +566,9 @@ class CartActor:
     def _advance(self, now: float, effects: list[Any]) -> None:
         """Run everything of the current run that is due at ``now``, in due order, then re-arm.
 
-        Order at equal times: postponed sends first, then the step, then expiry. Each item is run at
+        Order at equal times: postponed sends first, then the step, then expiry; but a send held for a
+        channel of a step that is due now as well (at the same instant, or both overdue) is left to that
+        step, which supersedes it: one message, not two at once. Each item is run at
         ``max(now, its due time)``, so that a timer fired a hair early (see ``_EPS_S``) still finds its
         window open and its frequency cap lifted.
         """
@@ -585,7 +587,9 @@ class CartActor:
             held_due = held[0][0] if held else _INF
             i = _next_step(schedule, done)
             step_due = since + schedule[i][0] if i < n else _INF
-            if held_due <= step_due and held_due <= expire_at:
+            if held_due <= step_due and held_due <= expire_at and not (
+                step_due <= horizon and step_due <= expire_at and held[0][2] in schedule[i][2].channels  # type: ignore[index]
+            ):
                 if held_due > horizon:
                     break
                 assert held is not None

@@ -187,3 +187,36 @@ def test_a_window_without_days_is_a_config_error(days: object) -> None:
     """A window that never opens would hold its step's messages forever (and failed when one fell due)."""
     with pytest.raises(StoreConfigError, match=r"^stores.demo.whatsapp_window.days: expected"):
         parse_window("stores.demo.whatsapp_window", {"days": days, "start": "09:00", "end": "21:00"})
+
+
+def test_a_step_due_as_the_quiet_hours_end_supersedes_the_send_they_held() -> None:
+    """Abandoned at 04:00: step 1's email (05:00) waits for the end of quiet hours at 08:00, when step 3's
+    email (4 h) falls due too. A step falling due while a send of the same channel is held replaces it
+    (abandoned at 03:59 the shopper gets one email at 08:00), also at the very instant the held one is
+    due: not two emails at 08:00."""
+    for abandoned_at in ("03:59", "04:00"):
+        reg = make_registry({"demo": {"timezone": MADRID, "quiet_hours": {"start": "22:00", "end": "08:00"}}})
+        abandoned = at(f"2024-05-15 {abandoned_at}", MADRID)
+        sim = Sim(reg, abandoned)
+        sim.apply(cart_event(prof=profile()))
+        sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
+        sim.advance(abandoned + 10 * HOUR)
+        assert sim.sent() == [(at("2024-05-15 08:00", MADRID), 1, 3, "email")], abandoned_at
+        assert [(r.step, r.reason) for r in sim.logs if r.outcome == "skipped" and r.channel == "email"] == [
+            (1, "superseded by step 3"),
+        ], abandoned_at
+
+
+def test_after_downtime_an_overdue_step_supersedes_the_overdue_send_it_would_follow() -> None:
+    """The engine was down from 07:00 to 09:00: step 1's email held until 08:00 and step 3's email due at
+    08:30 are both overdue at the restart. Step 3 replaces the held one, as it would have had it fallen
+    due first: one email at 09:00, not two at once."""
+    reg = make_registry({"demo": {"timezone": MADRID, "quiet_hours": {"start": "22:00", "end": "08:00"}}})
+    abandoned = at("2024-05-15 04:30", MADRID)
+    sim = Sim(reg, abandoned)
+    sim.apply(cart_event(prof=profile()))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
+    sim.advance(at("2024-05-15 07:00", MADRID))
+    restart = at("2024-05-15 09:00", MADRID)
+    sim.advance(restart, down_until=restart)
+    assert sim.sent() == [(restart, 1, 3, "email")]
