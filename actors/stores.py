@@ -16,7 +16,7 @@ Config keys (``[stores.NAME]``; every key optional)::
     incentive        {kind = "discount", percent = 10, code_prefix = "BACK"} or {kind = "free_shipping"}
     whatsapp         {phone_number_id = "...", token = "..."}: without it the store gets no WhatsApp step
     secret           HMAC secret for discount codes (default: derived from the store id; set it!)
-    whatsapp_delay   "90m", "2h" or "6h": replaces the ``after`` of the flow's WhatsApp steps
+    whatsapp_delay   "90m", "2h" or "6h": replaces the ``after`` of the flow's (first) WhatsApp step
 
 What the store's messages say and where replies go (handed to the channels as ``Message.extra``;
 every key optional)::
@@ -130,10 +130,12 @@ class StoreRules:
     @staticmethod
     def _schedule(flow: Flow, whatsapp_delay_s: float | None) -> tuple[tuple[float, int, Step], ...]:
         entries = []
+        delay_s = whatsapp_delay_s
         for number, step in enumerate(flow.steps, 1):
             after_s = step.after_s
-            if whatsapp_delay_s is not None and "whatsapp" in step.channels:
-                after_s = whatsapp_delay_s
+            if delay_s is not None and "whatsapp" in step.channels:
+                after_s = delay_s
+                delay_s = None  # the WhatsApp step is the first one: a later one keeps its own time
             entries.append((after_s, number, step))
         # Stable sort: a 6h WhatsApp delay moves that step after the 4h one without renumbering.
         entries.sort(key=lambda e: e[0])

@@ -220,3 +220,22 @@ def test_after_downtime_an_overdue_step_supersedes_the_overdue_send_it_would_fol
     restart = at("2024-05-15 09:00", MADRID)
     sim.advance(restart, down_until=restart)
     assert sim.sent() == [(restart, 1, 3, "email")]
+
+
+def test_whatsapp_delay_moves_the_whatsapp_step_not_every_step_using_whatsapp() -> None:
+    """A custom flow with a WhatsApp reminder at 2 h and a final email + WhatsApp at 30 h, in a store with
+    whatsapp_delay = "6h": the delay replaces the WhatsApp step's 2 h. It also pulled the 30 h step to 6 h,
+    so the shopper got two WhatsApp messages (and the final email) all at once, 6 h after abandonment."""
+    steps = [{"after": "1h", "channels": ["email"]},
+             {"after": "2h", "channels": ["whatsapp"], "window": "whatsapp"},
+             {"after": "30h", "channels": ["email", "whatsapp"], "window": "whatsapp"}]
+    reg = make_registry({"demo": {"timezone": MADRID, "flow": "f", "whatsapp": WA, "whatsapp_delay": "6h"}},
+                        {"f": {"steps": steps}})
+    abandoned = at("2024-05-15 10:00", MADRID)
+    sim = Sim(reg, abandoned)
+    sim.apply(cart_event(prof=wa_profile()))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
+    sim.advance(abandoned + 3 * DAY)
+    assert [((w - abandoned) / HOUR, step, ch) for (w, _, step, ch) in sim.sent()] == [
+        (1, 1, "email"), (6, 2, "whatsapp"), (30, 3, "email"), (30, 3, "whatsapp"),
+    ]
