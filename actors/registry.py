@@ -385,8 +385,10 @@ class Registry:
             return "superseded by a newer run"
         if actor.state not in IN_RUN:
             return _CANCEL_REASON.get(actor.state, actor.state.value)
-        if intent.channel == "webhook":
-            return self._send_time(actor, intent, None, now)  # no consent or contact, but quiet hours
+        if intent.channel == "webhook":  # no consent or contact, but quiet hours (in the shopper's zone with
+            # send_in = "profile", as when the step issued it)
+            profile = None if actor.profile is None else actor.store.profiles.get(actor.profile)
+            return self._send_time(actor, intent, profile, now)
         if actor.profile != intent.profile or actor.profile is None:
             return "profile changed"
         profile = actor.store.profiles.get(actor.profile)

@@ -239,3 +239,18 @@ def test_whatsapp_delay_moves_the_whatsapp_step_not_every_step_using_whatsapp() 
     assert [((w - abandoned) / HOUR, step, ch) for (w, _, step, ch) in sim.sent()] == [
         (1, 1, "email"), (6, 2, "whatsapp"), (30, 3, "email"), (30, 3, "whatsapp"),
     ]
+
+
+def test_a_webhook_step_sent_in_the_profiles_zone_is_not_held_by_the_stores_quiet_hours() -> None:
+    """A webhook step with send_in = "profile": issued at 23:00 Madrid (17:00 for a shopper in New York,
+    outside their quiet hours) it was held back right before sending by the quiet hours read in the
+    *store's* zone, until 08:00 Madrid, which is 02:00 in New York: inside the shopper's quiet hours."""
+    steps = [{"after": "1h", "channels": ["webhook"], "send_in": "profile"}]
+    reg = make_registry({"demo": {"timezone": MADRID, "flow": "hook", "quiet_hours": {"start": "22:00", "end": "08:00"}}},
+                        {"hook": {"steps": steps}})
+    abandoned = at("2024-05-15 22:00", MADRID)
+    sim = Sim(reg, abandoned)
+    sim.apply(cart_event(prof=profile(timezone="America/New_York")))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
+    sim.advance(abandoned + DAY)
+    assert sim.sent() == [(abandoned + HOUR, 1, 1, "webhook")]
