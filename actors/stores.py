@@ -17,6 +17,7 @@ Config keys (``[stores.NAME]``; every key optional)::
     whatsapp         {phone_number_id = "...", token = "..."}: without it the store gets no WhatsApp step
     secret           HMAC secret for discount codes (default: derived from the store id; set it!)
     whatsapp_delay   "90m", "2h" or "6h": replaces the ``after`` of the flow's (first) WhatsApp step
+                     (before the end of the flow's runs: a later step would never be sent)
 
 What the store's messages say and where replies go (handed to the channels as ``Message.extra``;
 every key optional)::
@@ -45,7 +46,7 @@ from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from actors.durations import parse_duration
+from actors.durations import format_duration, parse_duration
 from actors.errors import StoreConfigError, describe
 from actors.flows import BUILTIN_FLOWS, DEFAULT_FLOW, Flow, Step
 from actors.incentives import Incentive, default_secret
@@ -297,6 +298,13 @@ def parse_store(store_id: str, table: object, flows: Mapping[str, Flow] = BUILTI
             raise StoreConfigError(f"{path}.whatsapp_delay", str(exc)) from None
         if delay_s not in WHATSAPP_DELAYS_S.values():
             raise StoreConfigError(f"{path}.whatsapp_delay", f'expected one of "90m", "2h", "6h", got {describe(raw)}')
+        flow = kwargs["flow"]
+        if delay_s >= flow.expire_after_s and any("whatsapp" in step.channels for step in flow.steps):
+            raise StoreConfigError(
+                f"{path}.whatsapp_delay",
+                f"{describe(raw)} puts the WhatsApp step of flow {describe(flow.name)} at or after the end of its "
+                f"runs ({format_duration(flow.expire_after_s)}): it would never be sent",
+            )
         kwargs["whatsapp_delay_s"] = delay_s
     messages = {key: _message_setting(f"{path}.{key}", key, table[key]) for key in _MESSAGE_KEYS if key in table}
     if messages:

@@ -214,3 +214,18 @@ def test_discount_code_is_reproducible_and_unique_per_cart() -> None:
     }
     free = parse_store("s", {"incentive": {"kind": "free_shipping"}})
     assert free.incentive is not None and free.incentive.for_cart(free.secret, "s", "c") == {"kind": "free_shipping"}
+
+
+def test_a_whatsapp_delay_past_the_end_of_the_flow_is_a_config_error() -> None:
+    """whatsapp_delay = "6h" on a flow whose runs end at 4 h: the WhatsApp step fell due after the run's
+    end, so it was never sent, and nothing said so (not even a skipped record). The config says it."""
+    flows = flows_from_config({"short": {"steps": [{"after": "1h", "channels": ["email"]},
+                                                   {"after": "90m", "channels": ["whatsapp"]}],
+                                         "expire_after": "4h"}})
+    with pytest.raises(StoreConfigError) as info:
+        parse_store("demo", {"flow": "short", "whatsapp_delay": "6h"}, flows)
+    assert str(info.value) == (
+        'stores.demo.whatsapp_delay: "6h" puts the WhatsApp step of flow "short" at or after the end of its runs '
+        "(4h): it would never be sent"
+    )
+    assert parse_store("demo", {"flow": "short", "whatsapp_delay": "2h"}, flows).schedule[1][0] == 7200.0
