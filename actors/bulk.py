@@ -31,7 +31,7 @@ from typing import Any
 import msgpack
 
 from actors.cart import _STATE_OF, NO_RUN, TAG_IDLE, TAG_PURGE, TAG_STEP, CartActor, pack_run, position_dones
-from actors.profiles import ProfileBook, record_refs, with_refs
+from actors.profiles import ProfileBook, is_kept, record_refs, with_refs
 from actors.states import FINAL_STATES, CartState
 
 try:  # Counter.update's C loop (CPython); the same in Python elsewhere
@@ -244,7 +244,7 @@ def settle_refs(registry: Any, store: str, counts: dict[Any, int]) -> int:
     ids in the book's order, then ids no profile has. A cart pointing at a profile the store does not
     hold gets an empty one (no contact, no consent: the same as an event naming an unknown profile id).
     A profile that had carts when it was written and has none now is dropped: the live engine forgot
-    it when its last cart went (one that never had a cart, made by ``profile.updated``, stays).
+    it when its last cart went (one stated by ``profile.updated`` stays: :data:`actors.profiles.KEPT`).
 
     Raises:
         ValueError: ``counts`` does not start with the book's ids (the book changed in between).
@@ -259,7 +259,7 @@ def settle_refs(registry: Any, store: str, counts: dict[Any, int]) -> int:
             raise ValueError(f"profile {pid!r}: the counts are not the book's (call new_counts after loading profiles)")
         stored = record[1]  # record_refs(), inline: refs is a one-byte fixint unless >= 128
         if stored != n and (stored < 0x80 or record_refs(record) != n):
-            if n:
+            if n or is_kept(record):
                 records[pid] = with_refs(record, n)
             else:
                 gone.append(pid)

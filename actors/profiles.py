@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 from actors.packing import packb as _packb
 from actors.packing import unpackb as _unpackb
 
-__all__ = ["Profile", "ProfileBook", "CONSENT_BITS", "CONTACT_FIELDS", "record_refs", "with_refs"]
+__all__ = ["Profile", "ProfileBook", "CONSENT_BITS", "CONTACT_FIELDS", "KEPT", "is_kept", "record_refs", "with_refs"]
 
 
 #: one bit per channel, for ``consent`` and ``invalid``
@@ -51,6 +51,10 @@ _REFS, _CONTACT0, _CONSENT, _INVALID, _CAPS = 0, 1, 6, 7, 8
 #: shopper's consent, and re-enabling a channel the shopper left since would be a message sent to someone
 #: who opted out. Kept in the one integer, the record and every stored snapshot keep their layout.
 _BITS, _AT_SHIFT = 0xFF, 8
+#: a bit of the record's ``invalid`` field that is no channel's: the shop stated this profile itself, in a
+#: ``profile.updated`` (its address book, which later events may cite by id alone), so the profile stays
+#: when its last cart goes (:meth:`ProfileBook.decref`); a profile known only from carts' maps goes
+KEPT = 0x80
 #: a map repeating the consents as they stand dates them again only this long (ms) after the last time
 _RESTATE_MS = 60_000
 # which contact field each channel uses, and which invalid bits a changed field clears
@@ -71,6 +75,11 @@ def record_refs(record: bytes) -> int:
     """
     first = record[1]
     return first if first < 0x80 else _unpackb(record)[_REFS]
+
+
+def is_kept(record: bytes) -> bool:
+    """Whether a packed record carries :data:`KEPT` (stated by ``profile.updated``: kept without carts)."""
+    return bool(_unpackb(record)[_INVALID] & KEPT)
 
 
 def with_refs(record: bytes, refs: int) -> bytes:
@@ -335,9 +344,10 @@ class ProfileBook:
         """Store ``profile`` (new or changed). A profile with no carts stays until :meth:`decref` drops it."""
         self._records[profile.id] = _packb(profile._record())
 
-    def upsert(self, pid: str, data: Mapping[str, Any] | None, at: float | None = None) -> str:
+    def upsert(self, pid: str, data: Mapping[str, Any] | None, at: float | None = None, *, keep: bool = False) -> str:
         """Create ``pid`` if unknown and merge ``data`` (an event's map, of time ``at``) into it; returns
-        the book's key string for ``pid``.
+        the book's key string for ``pid``. ``keep``: the map comes from a ``profile.updated``; the profile
+        is then kept without carts (:data:`KEPT`).
 
         The hot path (a cart update repeating an unchanged profile map) unpacks the record once,
         compares and writes nothing.
@@ -345,14 +355,18 @@ class ProfileBook:
         records = self._records
         record = records.get(pid)
         if record is None:
-            fields: list[Any] = [0, None, None, None, None, None, 0, 0, None]
+            fields: list[Any] = [0, None, None, None, None, None, 0, KEPT if keep else 0, None]
             if data is not None:
                 _merge(fields, data, at)
             records[pid] = _packb(fields)
             return pid
         if data is not None:
             fields = _unpackb(record)
-            if _merge(fields, data, at):
+            changed = _merge(fields, data, at)
+            if keep and not fields[_INVALID] & KEPT:
+                fields[_INVALID] |= KEPT
+                changed = True
+            if changed:
                 records[pid] = _packb(fields)
         return pid
 
@@ -362,7 +376,7 @@ class ProfileBook:
             return
         fields = _unpackb(record)
         fields[_REFS] += delta
-        if fields[_REFS] <= 0 and delta < 0:
+        if fields[_REFS] <= 0 and delta < 0 and not fields[_INVALID] & KEPT:
             del self._records[pid]
         else:
             self._records[pid] = _packb(fields)
@@ -372,5 +386,6 @@ class ProfileBook:
         self._add_refs(pid, 1)
 
     def decref(self, pid: str) -> None:
-        """A cart stopped pointing at ``pid``; the last one going forgets the profile."""
+        """A cart stopped pointing at ``pid``; the last one going forgets the profile, unless the shop
+        stated it in a ``profile.updated`` (:data:`KEPT`)."""
         self._add_refs(pid, -1)

@@ -28,8 +28,10 @@ ran a flow (run 0: bought or cleared while active), otherwise when its tombstone
 ``attribution_window`` after it became final (the tombstone keeps the run counter so that a reused cart id
 never repeats an idempotency key, and an expired cart's last message for a late attribution), or later,
 when the cart is the last of its shopper and their frequency cap holds longer. Bought and
-cleared carts drop their contents and their profile link at once (unless the cap holds). A profile is forgotten when its last
-cart is (one created by ``profile.updated`` alone stays until a cart has used it and gone).
+cleared carts drop their contents and their profile link at once (unless the cap holds). A profile known
+only from carts' maps is forgotten when its last cart is; one the shop stated in a ``profile.updated``
+stays (:data:`~actors.profiles.KEPT`): later events may cite it by id alone, and its consents must not
+turn into an empty profile's "no consent" after the shopper's first cart is bought.
 
 Events for an unknown cart other than ``cart.updated`` / ``checkout.started`` are ignored (there is
 nothing to stop or attribute).
@@ -235,8 +237,10 @@ class Registry:
                 self._link(actor, self._profile_for(actor.store, ref, cart_id, _event_time(event, now)))
         elif etype == "profile.updated":
             ref = event.get("profile")
-            if isinstance(ref, Mapping) and isinstance(ref.get("id"), str):
-                self._profile_for(self.rules(store), ref, "", _event_time(event, now))
+            pid = ref.get("id") if isinstance(ref, Mapping) else None
+            if isinstance(pid, str) and pid:
+                # the shop's own word about the shopper: kept without carts, for later events citing the id
+                self.rules(store).profiles.upsert(pid, ref, _event_time(event, now), keep=True)
             return None
         elif etype == "message.opened" or etype == "message.clicked":
             return self._engagement(etype, event.get("message"), store)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import msgpack
-import pytest
 from actorsim import DAY, HOUR, MIN, Sim, at, cart_event, make_registry, profile
 
 from actors import SCHEDULE, CartActor, CartState, Profile, Registry, StoreRules
@@ -422,14 +421,10 @@ def test_a_consent_given_again_later_is_applied() -> None:
     assert (again.consent, again.consent_at) == (p1.consent, p1.consent_at) == (1 | 2 | 4 | 8, int((T0 + 10 * MIN) * 1000))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "design decision: a profile is forgotten with its last cart (registry docstring), so consents stated "
-    "once by profile.updated are lost after the shopper's first cart is bought; DESIGN.md lets later events "
-    "refer to 'a profile the engine knows' by id alone. Keeping such profiles needs a retention rule."))
 def test_a_profile_stated_by_profile_updated_outlives_its_first_cart() -> None:
     """The shop states the shopper's consents once (profile.updated) and then refers to them by id. Their
-    first cart is bought at once; their second is abandoned: its email should go. The profile went with
-    the first cart (refs 0), and the id alone made a new empty one: "no email consent"."""
+    first cart is bought at once; their second is abandoned: its email goes. (The profile used to go with
+    the first cart, refs 0, and the id alone made a new empty one: "no email consent".)"""
     reg, sim = fresh()
     sim.apply({"type": "profile.updated", "store": "demo", "profile": profile("p1")})
     sim.apply(cart_event("c1", prof="p1"))

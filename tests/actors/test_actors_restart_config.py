@@ -113,3 +113,38 @@ def test_a_paused_run_survives_a_restart_and_resumes(bulk: bool) -> None:
     new.advance(T0 + 30 * HOUR)  # abandoned again at 2 h 30; its run starts at 1 h (2 h 30 - 1 h 30)
     assert _sent(new) == [(5.0, 3, "email"), (25.0, 4, "email")]
     assert new.metrics == {"resumed": 1}
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["load_cart", "chunks"])
+def test_a_profile_stated_by_profile_updated_is_still_kept_after_a_restart(bulk: bool) -> None:
+    """The 'kept' mark is part of the profile's record: after a restore, the profile still outlives its
+    last cart (and its consents reach the shopper's next cart, cited by id alone)."""
+    reg = make_registry({"demo": BASE})
+    sim = Sim(reg, T0)
+    sim.apply({"type": "profile.updated", "store": "demo", "profile": profile("p1")})
+    sim.apply(cart_event(prof="p1"))
+    new = _restore(sim.reg, BASE, sim.now, bulk=bulk)
+    new.apply({"type": "order.completed", "store": "demo", "cart": "c1", "order": "o1", "value": 10.0})
+    new.advance(T0 + 6 * DAY)  # the tombstone is gone
+    assert len(new.reg) == 0 and new.reg.profile("demo", "p1") is not None
+    new.apply(cart_event("c2", prof="p1"))
+    new.apply({"type": "session.ended", "store": "demo", "cart": "c2"})
+    new.advance(T0 + 6 * DAY + 2 * HOUR)
+    assert [(s.intent.cart, s.intent.channel) for s in new.sends] == [("c2", "email")]
+
+
+def test_a_kept_profile_whose_snapshot_still_counts_a_cart_that_is_gone_stays() -> None:
+    """Chunks restore: a profile written while it had a cart, restored without that cart (dropped since),
+    is dropped as the live engine would have dropped it, unless it was stated by profile.updated."""
+    reg = make_registry({"demo": BASE})
+    sim = Sim(reg, T0)
+    sim.apply({"type": "profile.updated", "store": "demo", "profile": profile("kept")})
+    sim.apply(cart_event("c1", prof="kept"))
+    sim.apply(cart_event("c2", prof=profile("plain")))
+    book = reg.stores["demo"].profiles
+    for store_id, cart in (("demo", "c1"), ("demo", "c2")):
+        reg._carts[store_id].pop(cart)  # the carts went after the profiles were written
+    reg._size = 0
+    new = _restore(reg, BASE, sim.now, bulk=True)
+    assert new.reg.profile("demo", "kept") is not None and new.reg.profile("demo", "plain") is None
+    assert len(book) == 2  # (the old registry's book, untouched)
