@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -74,6 +75,13 @@ def read_events(path: Path, problems: list[str]) -> Iterator[tuple[str, Any]]:
                         yield f"{path}: frame {number}", value
             except (ValueError, msgpack.UnpackException) as exc:
                 problems.append(f"{path}: invalid msgpack after frame {number} ({exc})")
+            else:
+                # The unpacker stops quietly at the end of the file, also inside a frame: a file cut short
+                # (a copy interrupted, a writer killed) must not lose its last frame without a word.
+                left = os.fstat(f.fileno()).st_size - unpacker.tell()
+                if left > 0:
+                    problems.append(f"{path}: truncated: the last {left} bytes are an incomplete frame "
+                                    f"(frame {number + 1}); its events were not sent")
 
 
 async def _connect(tcp: tuple[str, int] | None, unix: str | None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
