@@ -54,7 +54,7 @@ def read_events(path: Path, problems: list[str]) -> Iterator[tuple[str, Any]]:
                     continue
                 try:
                     value = json.loads(line)
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:  # (RecursionError: nested too deeply)
                     problems.append(f"{path}:{number}: not valid JSON ({exc})")
                     continue
                 if isinstance(value, list):  # a batch on one line: its events are named by index
@@ -82,6 +82,29 @@ def read_events(path: Path, problems: list[str]) -> Iterator[tuple[str, Any]]:
                 if left > 0:
                     problems.append(f"{path}: truncated: the last {left} bytes are an incomplete frame "
                                     f"(frame {number + 1}); its events were not sent")
+
+
+def _pack(events: list[Any], origin: list[str], problems: list[str]) -> bytes:
+    """One frame of ``events``. A value JSON allows but msgpack cannot carry (an integer beyond 64 bits,
+    nesting deeper than msgpack's limit) is reported by where it came from and left out; the frame's
+    other events go (``origin`` is trimmed to match)."""
+    try:
+        return msgpack.packb(events)
+    except (OverflowError, ValueError, TypeError):
+        pass
+    good: list[Any] = []
+    kept: list[str] = []
+    for event, where in zip(events, origin):
+        try:
+            msgpack.packb(event)
+        except (OverflowError, ValueError, TypeError) as exc:
+            problems.append(f"{where}: cannot be sent as msgpack ({exc}); not sent")
+            continue
+        good.append(event)
+        kept.append(where)
+    events[:] = good
+    origin[:] = kept
+    return msgpack.packb(good)
 
 
 async def _connect(tcp: tuple[str, int] | None, unix: str | None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -138,9 +161,13 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
         pending.append(event)
         origin.append(where)
         if len(pending) >= batch:
+            data = _pack(pending, origin, problems)
+            if not pending:
+                origin = []
+                continue
             seq += 1
             frames[seq] = origin
-            writer.write(msgpack.packb(pending))
+            writer.write(data)
             summary["sent"] += len(pending)
             pending, origin = [], []
             await writer.drain()
@@ -150,10 +177,11 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
                 rate = summary["sent"] / max(now - started, 1e-9)
                 print(f"\rsent {summary['sent']:,} events, accepted {summary['accepted']:,}, "
                       f"rejected {summary['rejected']:,} ({rate:,.0f}/s)", end="", file=out, flush=True)
+    data = _pack(pending, origin, problems) if pending else b""
     if pending:
         seq += 1
         frames[seq] = origin
-        writer.write(msgpack.packb(pending))
+        writer.write(data)
         summary["sent"] += len(pending)
         await writer.drain()
     sent_all = True

@@ -28,3 +28,63 @@ def test_read_events_reports_a_truncated_last_msgpack_frame(tmp_path: Path) -> N
     got = list(read_events(path, problems))
     assert len(got) == 2
     assert len(problems) == 1 and "frame 2" in problems[0] and "truncated" in problems[0], problems
+
+
+class _FakeEngine:
+    """An ingest endpoint that answers ``replies`` frames, then reads on and closes at ``close_after``
+    frames (or at the end of the stream) without answering the rest: an engine stopped mid-send."""
+
+    def __init__(self, replies: int, close_after: int | None = None) -> None:
+        self.replies = replies
+        self.close_after = close_after
+        self.frames = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        unpacker = msgpack.Unpacker(raw=False)
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            unpacker.feed(data)
+            for frame in unpacker:
+                self.frames += 1
+                if self.frames <= self.replies:
+                    writer.write(msgpack.packb({"seq": self.frames, "accepted": len(frame), "rejected": []}))
+                if self.close_after is not None and self.frames >= self.close_after:
+                    writer.close()
+                    return
+        writer.close()
+
+
+async def _send_to_fake(tmp_path: Path, fake: _FakeEngine, n: int, batch: int) -> dict[str, Any]:
+    sock = str(tmp_path / "fake.sock")
+    server = await asyncio.start_unix_server(fake.handle, sock)
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in _events(n, pad="x" * 3000)))
+    try:
+        return await asyncio.wait_for(send_file(path, tcp=None, unix=sock, batch=batch, progress=False), 30)
+    finally:
+        server.close()
+
+
+def test_send_reports_a_json_number_msgpack_cannot_carry_and_sends_the_rest(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """JSON allows integers of any size; msgpack stops at 64 bits. One such line crashed the whole send
+    with an OverflowError traceback (and a deeply nested line with a RecursionError)."""
+    path = tmp_path / "events.jsonl"
+    good = _events(3)
+    path.write_text(json.dumps(good[0]) + "\n" + json.dumps(dict(good[1], value=10 ** 30)) + "\n"
+                    + "[" * 100_000 + "]" * 100_000 + "\n" + json.dumps(good[2]) + "\n")
+
+    async def run() -> dict[str, Any]:
+        fake = _FakeEngine(replies=1000)
+        sock = str(tmp_path / "fake.sock")
+        server = await asyncio.start_unix_server(fake.handle, sock)
+        try:
+            return await asyncio.wait_for(send_file(path, tcp=None, unix=sock, batch=100, progress=False), 30)
+        finally:
+            server.close()
+
+    summary = asyncio.run(run())
+    assert summary["sent"] == 2 and summary["accepted"] == 2, summary
+    assert any(p.startswith(f"{path}:2") for p in summary["problems"]), summary["problems"]
+    assert any(p.startswith(f"{path}:3") for p in summary["problems"]), summary["problems"]
