@@ -131,6 +131,13 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
     last_print = 0.0
 
     async def read_replies() -> None:
+        try:
+            await read_all()
+        except OSError as exc:  # ConnectionResetError, BrokenPipeError: the engine went away
+            lost.append(exc)
+        done.set()
+
+    async def read_all() -> None:
         unpacker = msgpack.Unpacker(raw=False)
         while True:
             data = await reader.read(65536)
@@ -141,7 +148,6 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
                 where = frames.pop(reply.get("seq"), [])
                 if "error" in reply:
                     problems.append(f"engine closed the connection: {reply['error']}")
-                    done.set()
                     return
                 summary["accepted"] += reply.get("accepted", 0)
                 for index, reason in reply.get("rejected", []):
@@ -151,12 +157,29 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
                         examples.append(f"{where[index] if index < len(where) else '?'}: {reason}")
             if sent_all and not frames:
                 break
-        done.set()
 
+    async def send_frame(data: bytes) -> bool:
+        """Write one frame; False when the connection is gone (the engine stopped or closed it)."""
+        nonlocal seq
+        if done.is_set():  # the engine closed the connection: what is written now is lost
+            return False
+        seq += 1
+        frames[seq] = origin
+        try:
+            writer.write(data)
+            summary["sent"] += len(pending)
+            await writer.drain()
+        except OSError as exc:  # ConnectionResetError, BrokenPipeError
+            lost.append(exc)
+            return False
+        return True
+
+    lost: list[BaseException] = []
     replies = asyncio.create_task(read_replies())
     seq = 0
     pending: list[Any] = []
     origin: list[str] = []
+    connected = True
     for where, event in read_events(path, problems):
         pending.append(event)
         origin.append(where)
@@ -165,25 +188,19 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
             if not pending:
                 origin = []
                 continue
-            seq += 1
-            frames[seq] = origin
-            writer.write(data)
-            summary["sent"] += len(pending)
+            connected = await send_frame(data)
             pending, origin = [], []
-            await writer.drain()
+            if not connected:
+                break
             now = time.perf_counter()
             if progress and now - last_print >= 0.5:
                 last_print = now
                 rate = summary["sent"] / max(now - started, 1e-9)
                 print(f"\rsent {summary['sent']:,} events, accepted {summary['accepted']:,}, "
                       f"rejected {summary['rejected']:,} ({rate:,.0f}/s)", end="", file=out, flush=True)
-    data = _pack(pending, origin, problems) if pending else b""
-    if pending:
-        seq += 1
-        frames[seq] = origin
-        writer.write(data)
-        summary["sent"] += len(pending)
-        await writer.drain()
+    data = _pack(pending, origin, problems) if pending and connected else b""
+    if pending and connected:
+        connected = await send_frame(data)
     sent_all = True
     summary["frames"] = seq
     if seq == 0:
@@ -192,7 +209,18 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
         await asyncio.wait_for(done.wait(), 60)
     except TimeoutError:
         problems.append(f"no reply to {len(frames)} frames within 60 s")
+    else:
+        if frames:  # the engine closed the connection (stopped, or refused a frame) before answering them
+            events = sum(len(where) for where in frames.values())
+            problems.append(f"no reply to {len(frames)} frames ({events} events): the engine closed the "
+                            "connection; whether they were applied is unknown")
+    if not connected:
+        problems.append(f"connection to the engine lost ({lost[0] if lost else 'closed by the engine'}) "
+                        f"after {summary['sent']:,} events; the rest of the file was not sent")
+    elif lost:
+        problems.append(f"connection to the engine lost ({lost[0]})")
     replies.cancel()
+    await asyncio.gather(replies, return_exceptions=True)
     writer.close()
     summary["seconds"] = round(time.perf_counter() - started, 3)
     summary["reasons"] = dict(reasons.most_common())

@@ -67,6 +67,27 @@ async def _send_to_fake(tmp_path: Path, fake: _FakeEngine, n: int, batch: int) -
         server.close()
 
 
+async def test_send_reports_frames_the_engine_never_answered(tmp_path: Path) -> None:
+    """The engine read every frame but closed the connection after answering two of five: the summary
+    said 5 sent, 2 accepted, no problem, and the exit status was 0."""
+    summary = await _send_to_fake(tmp_path, _FakeEngine(replies=2, close_after=5), n=5, batch=1)
+    assert summary["sent"] == 5 and summary["accepted"] == 2
+    assert any("3 frames (3 events)" in p and "no reply" in p for p in summary["problems"]), summary["problems"]
+
+
+async def test_send_survives_an_engine_that_goes_away_mid_send(tmp_path: Path) -> None:
+    """The connection dropped while frames were still being written: send_file raised, and the CLI said
+    "cannot reach the engine ... Is `cartwheel run` running?" with nothing about the events it had
+    already accepted."""
+    summary = await _send_to_fake(tmp_path, _FakeEngine(replies=2, close_after=2), n=3000, batch=10)
+    assert summary["accepted"] <= 20 and summary["sent"] < 3000  # (replies in flight die with the connection)
+    problems = summary["problems"]
+    assert any(p.startswith("connection to the engine lost") and "the rest of the file was not sent" in p
+               for p in problems), problems
+    unanswered = summary["sent"] - summary["accepted"]
+    assert any(f"({unanswered} events)" in p and "whether they were applied is unknown" in p for p in problems), problems
+
+
 def test_send_reports_a_json_number_msgpack_cannot_carry_and_sends_the_rest(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     """JSON allows integers of any size; msgpack stops at 64 bits. One such line crashed the whole send
     with an OverflowError traceback (and a deeply nested line with a RecursionError)."""
