@@ -143,13 +143,30 @@ def _load(path: str | None) -> object | None:
     return config
 
 
+def _unreadable(command: str, path: Path) -> bool:
+    """Say so (and True) when ``path`` cannot be read as a file of events: missing, a directory, no access.
+    Checked before anything else, so that a reading error is never taken for an engine's."""
+    if not path.exists():
+        print(f"cartwheel {command}: no such file: {path}", file=sys.stderr)
+        return True
+    if path.is_dir():
+        print(f"cartwheel {command}: {path} is a directory, not a file of events", file=sys.stderr)
+        return True
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        print(f"cartwheel {command}: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return True
+    return False
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     import json
 
     from engine.send import print_summary, send_file
 
-    if not args.file.exists():
-        print(f"cartwheel send: no such file: {args.file}", file=sys.stderr)
+    if _unreadable("send", args.file):
         return 2
     if args.batch < 1:
         print("cartwheel send: --batch must be at least 1", file=sys.stderr)
@@ -187,8 +204,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from actors.durations import parse_duration
     from engine.simulate import run_simulate
 
-    if not args.file.exists():
-        print(f"cartwheel simulate: no such file: {args.file}", file=sys.stderr)
+    if _unreadable("simulate", args.file):
         return 2
     config = _load(args.config)
     if config is None:

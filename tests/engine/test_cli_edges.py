@@ -109,3 +109,15 @@ def test_send_reports_a_json_number_msgpack_cannot_carry_and_sends_the_rest(tmp_
     assert summary["sent"] == 2 and summary["accepted"] == 2, summary
     assert any(p.startswith(f"{path}:2") for p in summary["problems"]), summary["problems"]
     assert any(p.startswith(f"{path}:3") for p in summary["problems"]), summary["problems"]
+
+
+def test_send_and_simulate_name_a_file_that_is_a_directory(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """simulate crashed with an IsADirectoryError traceback; send blamed the engine ("cannot reach the
+    engine ... Is `cartwheel run` running?") for a file it could not read."""
+    directory = tmp_path / "events"
+    directory.mkdir()
+    assert main(["simulate", str(directory)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert main(["send", str(directory), "--unix", str(tmp_path / "none.sock")]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory" in err and "cannot reach" not in err
