@@ -185,8 +185,12 @@ def cmd_send(args: argparse.Namespace) -> int:
         if config is None:
             return 2
         unix, tcp = config.engine.ingest_unix, config.engine.ingest_tcp  # type: ignore[attr-defined]
-        if unix and not Path(unix).exists():
+        if unix and tcp and not Path(unix).exists():
             unix = None  # the engine may listen on TCP only
+        if not unix and not tcp:
+            print(f"cartwheel send: {config.source} has no ingest listener (ingest_unix and ingest_tcp are both "  # type: ignore[attr-defined]
+                  "disabled): give --unix PATH or --tcp HOST:PORT", file=sys.stderr)
+            return 2
     try:
         summary = asyncio.run(send_file(args.file, tcp=tcp, unix=unix, batch=args.batch, progress=not args.json))
     except (ConnectionError, FileNotFoundError, OSError) as exc:

@@ -121,3 +121,15 @@ def test_send_and_simulate_name_a_file_that_is_a_directory(tmp_path: Path, capsy
     assert main(["send", str(directory), "--unix", str(tmp_path / "none.sock")]) == 2
     err = capsys.readouterr().err
     assert "is a directory" in err and "cannot reach" not in err
+
+
+def test_send_with_a_config_naming_only_a_unix_socket_says_the_engine_is_not_running(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """With ingest_tcp disabled and the socket file absent (the engine is not running), send dropped the
+    socket and crashed with a ValueError traceback ("no ingest address")."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[engine]\ningest_tcp = ""\ningest_unix = "{tmp_path / "ingest.sock"}"\n')
+    path = tmp_path / "e.jsonl"
+    path.write_text(json.dumps(CART) + "\n")
+    assert main(["send", str(path), "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "ingest.sock" in err and "Is `cartwheel run` running?" in err, err
