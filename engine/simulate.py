@@ -52,12 +52,18 @@ async def simulate(config: Config, path: Path, *, horizon_s: float | None = None
             problems.append(f"{where}: rejected: {reason}")
             continue
         last_ts = event["ts"]
-        event_id = event.get("id")
-        if event_id is not None and deduper.seen(event["store"], event_id, event["ts"]):
-            problems.append(f"{where}: ignored: id {event_id!r} was seen before (the engine accepts it once)")
-            continue
         events.append((event["ts"], order, event))
     events.sort(key=lambda e: (e[0], e[1]))
+    # Repeated ids are judged in the order the events happen (ts), as the engine receiving them meets
+    # them: the first copy counts, whichever line of the file it is on.
+    kept = []
+    for ts, order, event in events:
+        event_id = event.get("id")
+        if event_id is not None and deduper.seen(event["store"], event_id, ts):
+            problems.append(f"{raw[order][0]}: ignored: id {event_id!r} was seen before (the engine accepts it once)")
+            continue
+        kept.append((ts, order, event))
+    events = kept
     if not events:
         return [], problems
     clock = ManualClock(events[0][0])

@@ -133,3 +133,17 @@ def test_send_with_a_config_naming_only_a_unix_socket_says_the_engine_is_not_run
     assert main(["send", str(path), "--config", str(cfg)]) == 1
     err = capsys.readouterr().err
     assert "ingest.sock" in err and "Is `cartwheel run` running?" in err, err
+
+
+def test_simulate_ignores_the_later_of_two_events_with_one_id_whatever_the_file_order(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Events are applied in ts order, but repeated ids were judged in file order: with the later copy
+    first in the file, the preview kept the later one and dropped the first, and showed the flow two
+    hours late (the engine, receiving them as they happen, keeps the first)."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps(e) for e in [
+        dict(CART, id="evt-1", ts=T0 + 2 * 3600), dict(CART, id="evt-1", ts=T0)]) + "\n")
+    assert main(["simulate", str(events), "--horizon", "3h"]) == 0
+    out, err = capsys.readouterr()
+    sent = [line.split() for line in out.splitlines() if " sent" in line]
+    assert [row[2] for row in sent if row[0] == "Fri"] == ["11:30"], out  # abandoned at 10:30, first email at 11:30
+    assert "events.jsonl:1: ignored: id 'evt-1' was seen before" in err, err
