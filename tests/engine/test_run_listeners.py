@@ -1,0 +1,38 @@
+"""`cartwheel run` when what it should listen on is taken by a running engine."""
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from engine.app import Engine
+from tests.engine.conftest import Client, cart_event, engine_config, start_engine
+
+EXE = str(Path(sys.executable).parent / "cartwheel")
+
+
+async def test_run_refuses_an_ingest_socket_a_running_engine_listens_on(tmp_path: Path) -> None:
+    """A second engine (its own admin socket, store and port) given the same ingest_unix unlinked the
+    running engine's socket and bound its own: the shop's events went to the wrong engine, silently."""
+    a: Engine = await start_engine(engine_config(tmp_path), tmp_path)
+    try:
+        other = tmp_path / "b"
+        other.mkdir()
+        cfg = other / "b.toml"
+        cfg.write_text(f'[engine]\ningest_tcp = "127.0.0.1:0"\ningest_unix = "{tmp_path / "ingest.sock"}"\n'
+                       f'admin_unix = "{other / "admin.sock"}"\nstore = "file:{other / "state"}"\n')
+        proc = await asyncio.create_subprocess_exec(EXE, "run", "--config", str(cfg), cwd=other,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 20)
+        except TimeoutError:
+            proc.terminate()
+            await proc.communicate()
+            raise AssertionError("the second engine started on the running engine's ingest socket") from None
+        assert proc.returncode == 3 and b"ingest.sock" in err, (out, err)
+        client = await Client.unix(a)  # the running engine still owns its socket
+        assert (await client.frame(cart_event("c1")))["accepted"] == 1
+        await client.close()
+        assert a.registry.cart("shop1", "c1") is not None
+    finally:
+        await a.stop()
