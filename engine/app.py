@@ -1,7 +1,7 @@
 """The engine: config in, every component built and wired, started and stopped in the right order.
 
-Start: open the store (waiting for it a while if it is down), start the channel pools, restore (the
-latest snapshot, then the journal and late send outcomes after it; see :mod:`engine.stores.restore`),
+Start: check that the sockets and ports to listen on are free (else fail before touching the store),
+open the store (waiting for it a while if it is down), start the channel pools, restore (the latest snapshot, then the journal and late send outcomes after it; see :mod:`engine.stores.restore`),
 report and resolve the sends whose outcome is unknown, then start the tick driver, the snapshot loop and
 the listeners (admin first, ingest last, so that nothing is accepted before the engine can apply it). A
 fresh store gets an empty full snapshot first, so that every later journal entry has a base.
@@ -22,7 +22,9 @@ and go out after the restart), stop ticking, flush the journal, write a final fu
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -166,6 +168,7 @@ class Engine:
                 not answer within :data:`STORE_WAIT_S`.
         """
         settings = self.config.engine
+        self._check_listeners()
         await self._open_store()
         self.journal.start()
         if self.dispatcher is not None and hasattr(self.dispatcher, "start"):
@@ -209,6 +212,38 @@ class Engine:
                 log.error("store %s not available (%s); retrying in %.1f s", self.store.describe(), exc, delay_s)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
+
+    def _check_listeners(self) -> None:
+        """Fail before the store is touched when a socket or port this engine must listen on is another
+        process's (a second engine started by mistake with the running one's config). The listeners
+        start last, after the store is opened, restored and claimed with this process's epoch: an
+        engine that failed only then had already taken the store from the running one.
+
+        Raises:
+            OSError: EADDRINUSE naming the socket or the address.
+        """
+        from engine.admin import _answers
+
+        settings = self.config.engine
+        for value in (settings.admin_unix, settings.ingest_unix):
+            if value:
+                path = self._path(value)
+                if path.is_socket() and _answers(str(path)):
+                    raise OSError(errno.EADDRINUSE, f"another process is listening on {path}")
+        for address in (settings.ingest_tcp, settings.admin_tcp, settings.metrics_http):
+            if address is None or address[1] == 0:
+                continue
+            host, port = address
+            for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                       flags=socket.AI_PASSIVE):
+                with socket.socket(family, kind, proto) as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the listeners bind
+                    try:
+                        probe.bind(sockaddr)
+                    except OSError as exc:
+                        if exc.errno == errno.EADDRINUSE:
+                            raise OSError(errno.EADDRINUSE, f"address {host}:{port} already in use") from None
+                        raise
 
     def _path(self, value: str) -> Path:
         path = Path(value)
