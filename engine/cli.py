@@ -88,8 +88,21 @@ async def _run_engine(config_path: str | None) -> int:
         loop.add_signal_handler(sig, stop.set)
     from engine.stores.base import StoreError
 
+    starting = asyncio.ensure_future(engine.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # SIGTERM/SIGINT while starting (waiting for the store, restoring): stop now
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        # As after a crash (nothing was accepted yet): no final snapshot of a half-restored state.
+        await engine.ingest.close()
+        if engine.ops is not None:
+            await engine.ops.close()
+        print("cartwheel: stopped while starting", file=sys.stderr, flush=True)
+        return 0
+    stopping.cancel()
     try:
-        await engine.start()
+        starting.result()
     except (StoreError, OSError) as exc:  # unreadable or foreign data (names the key), an address in use, ...
         print(f"cartwheel: cannot start: {exc}", file=sys.stderr)
         if engine.ops is not None:

@@ -36,3 +36,35 @@ async def test_run_refuses_an_ingest_socket_a_running_engine_listens_on(tmp_path
         assert a.registry.cart("shop1", "c1") is not None
     finally:
         await a.stop()
+
+
+async def test_sigterm_while_waiting_for_the_store_stops_at_once(tmp_path: Path) -> None:
+    """SIGTERM went unheard during start: with the store down, `cartwheel run` kept retrying it for
+    its 30 s and then exited 3 "cannot start", however often it was told to stop."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on: the store "is down"
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[engine]\ningest_tcp = "127.0.0.1:0"\nstore = "redis://127.0.0.1:{port}/0"\n')
+    proc = await asyncio.create_subprocess_exec(EXE, "run", "--config", str(cfg), cwd=tmp_path,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    seen = b""
+    while b"not available" not in seen:  # the engine is waiting for its store
+        line = await asyncio.wait_for(proc.stderr.readline(), 20)
+        assert line, seen
+        seen += line
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    except TimeoutError:
+        proc.kill()
+        await proc.communicate()
+        raise
+    assert time.monotonic() - t0 < 10, "SIGTERM was not heard while the engine waited for its store"
+    assert proc.returncode == 0 and b"stopped while starting" in err, (proc.returncode, err[-500:])
