@@ -185,6 +185,12 @@ def cmd_send(args: argparse.Namespace) -> int:
         print("cartwheel send: --batch must be at least 1", file=sys.stderr)
         return 2
     tcp = unix = None
+    max_frame_bytes = 1 << 20  # the engine's default; a --config gives the engine's own
+    if args.config and (args.tcp or args.unix):
+        config = _load(args.config)
+        if config is None:
+            return 2
+        max_frame_bytes = config.engine.max_frame_bytes  # type: ignore[attr-defined]
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")
         if not port.isdigit():
@@ -198,6 +204,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         if config is None:
             return 2
         unix, tcp = config.engine.ingest_unix, config.engine.ingest_tcp  # type: ignore[attr-defined]
+        max_frame_bytes = config.engine.max_frame_bytes  # type: ignore[attr-defined]
         if unix and tcp and not Path(unix).exists():
             unix = None  # the engine may listen on TCP only
         if not unix and not tcp:
@@ -205,7 +212,8 @@ def cmd_send(args: argparse.Namespace) -> int:
                   "disabled): give --unix PATH or --tcp HOST:PORT", file=sys.stderr)
             return 2
     try:
-        summary = asyncio.run(send_file(args.file, tcp=tcp, unix=unix, batch=args.batch, progress=not args.json))
+        summary = asyncio.run(send_file(args.file, tcp=tcp, unix=unix, batch=args.batch, progress=not args.json,
+                                        max_frame_bytes=max_frame_bytes))
     except (ConnectionError, FileNotFoundError, OSError) as exc:
         where = unix or (f"{tcp[0]}:{tcp[1]}" if tcp else "?")
         print(f"cartwheel send: cannot reach the engine at {where}: {exc}. Is `cartwheel run` running?", file=sys.stderr)

@@ -107,6 +107,25 @@ def _pack(events: list[Any], origin: list[str], problems: list[str]) -> bytes:
     return msgpack.packb(good)
 
 
+def _frames(events: list[Any], origin: list[str], problems: list[str],
+            limit: int) -> list[tuple[bytes, int, list[str]]]:
+    """``events`` as frames of at most ``limit`` bytes: ``(bytes, events, where)`` each. The engine closes
+    the connection on a frame over its ``max_frame_bytes``, so a batch that packs larger is halved until
+    it fits; one event alone over the limit is reported and left out."""
+    data = _pack(events, origin, problems)
+    if not events:
+        return []
+    if len(data) <= limit:
+        return [(data, len(events), origin)]
+    if len(events) == 1:
+        problems.append(f"{origin[0]}: {len(data):,} bytes as msgpack, over the engine's frame limit of "
+                        f"{limit:,} bytes (engine.max_frame_bytes); not sent")
+        return []
+    mid = len(events) // 2
+    return (_frames(events[:mid], origin[:mid], problems, limit)
+            + _frames(events[mid:], origin[mid:], problems, limit))
+
+
 async def _connect(tcp: tuple[str, int] | None, unix: str | None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     if unix:
         return await asyncio.open_unix_connection(unix)
@@ -116,8 +135,11 @@ async def _connect(tcp: tuple[str, int] | None, unix: str | None) -> tuple[async
 
 
 async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None, batch: int = 100,
-                    progress: bool = True, out: Any = None) -> dict[str, Any]:
-    """Send every event of ``path``; returns the summary (also printed by the CLI)."""
+                    progress: bool = True, out: Any = None, max_frame_bytes: int = 1 << 20) -> dict[str, Any]:
+    """Send every event of ``path``; returns the summary (also printed by the CLI).
+
+    ``max_frame_bytes`` is the engine's (``engine.max_frame_bytes``): no frame sent is larger.
+    """
     out = sys.stderr if out is None else out  # (not a default: sys.stderr may be replaced)
     problems: list[str] = []
     reader, writer = await _connect(tcp, unix)
@@ -158,20 +180,22 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
             if sent_all and not frames:
                 break
 
-    async def send_frame(data: bytes) -> bool:
-        """Write one frame; False when the connection is gone (the engine stopped or closed it)."""
+    async def send_frames(events: list[Any], where: list[str]) -> bool:
+        """Write ``events`` (one frame, or more when one would be too large); False when the connection
+        is gone (the engine stopped or closed it)."""
         nonlocal seq
-        if done.is_set():  # the engine closed the connection: what is written now is lost
-            return False
-        seq += 1
-        frames[seq] = origin
-        try:
-            writer.write(data)
-            summary["sent"] += len(pending)
-            await writer.drain()
-        except OSError as exc:  # ConnectionResetError, BrokenPipeError
-            lost.append(exc)
-            return False
+        for data, n, names in _frames(events, where, problems, max_frame_bytes):
+            if done.is_set():  # the engine closed the connection: what is written now is lost
+                return False
+            seq += 1
+            frames[seq] = names
+            try:
+                writer.write(data)
+                summary["sent"] += n
+                await writer.drain()
+            except OSError as exc:  # ConnectionResetError, BrokenPipeError
+                lost.append(exc)
+                return False
         return True
 
     lost: list[BaseException] = []
@@ -184,11 +208,7 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
         pending.append(event)
         origin.append(where)
         if len(pending) >= batch:
-            data = _pack(pending, origin, problems)
-            if not pending:
-                origin = []
-                continue
-            connected = await send_frame(data)
+            connected = await send_frames(pending, origin)
             pending, origin = [], []
             if not connected:
                 break
@@ -198,9 +218,8 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
                 rate = summary["sent"] / max(now - started, 1e-9)
                 print(f"\rsent {summary['sent']:,} events, accepted {summary['accepted']:,}, "
                       f"rejected {summary['rejected']:,} ({rate:,.0f}/s)", end="", file=out, flush=True)
-    data = _pack(pending, origin, problems) if pending and connected else b""
     if pending and connected:
-        connected = await send_frame(data)
+        connected = await send_frames(pending, origin)
     sent_all = True
     summary["frames"] = seq
     if seq == 0:

@@ -147,3 +147,27 @@ def test_simulate_ignores_the_later_of_two_events_with_one_id_whatever_the_file_
     sent = [line.split() for line in out.splitlines() if " sent" in line]
     assert [row[2] for row in sent if row[0] == "Fri"] == ["11:30"], out  # abandoned at 10:30, first email at 11:30
     assert "events.jsonl:1: ignored: id 'evt-1' was seen before" in err, err
+
+
+async def test_send_splits_batches_that_would_exceed_the_engines_frame_limit(tmp_path: Path) -> None:
+    """Valid carts of 100 items (~25 KB each) in the default batches of 100 made frames of ~2.5 MB: the
+    engine refused the first as over max_frame_bytes (1 MiB) and closed the connection, and not one
+    event of the file was accepted. A single event over the limit is named and left out."""
+    from tests.engine.conftest import cart_event, engine_config, start_engine
+
+    config = engine_config(tmp_path)
+    engine = await start_engine(config, tmp_path)
+    try:
+        items = [{"sku": f"S{i}", "name": "A lamp " * 10, "qty": 1, "price": 1.0,
+                  "image": "https://img.shop.test/" + "x" * 100} for i in range(100)]
+        path = tmp_path / "events.jsonl"
+        lines = [json.dumps(cart_event(f"c{i}", items=items)) for i in range(300)]
+        lines.insert(150, json.dumps(cart_event("huge", items=items, note="x" * (1 << 20))))
+        path.write_text("\n".join(lines) + "\n")
+        assert config.engine.max_frame_bytes == 1 << 20  # send_file's default: the engine's
+        summary = await send_file(path, tcp=None, unix=engine.ingest.unix_path, batch=100, progress=False)
+        assert summary["accepted"] == 300 and len(engine.registry) == 300, summary
+        assert len(summary["problems"]) == 1 and summary["problems"][0].startswith(f"{path}:151: "), summary["problems"]
+        assert "frame limit" in summary["problems"][0]
+    finally:
+        await engine.stop()
