@@ -238,9 +238,38 @@ def _summary(engine: Any, replies: Counter[str], real_s: float, shoppers: int) -
     return "\n".join(lines)
 
 
+#: what a demo run leaves in its directory: the only entries a new run may delete
+_DEMO_ENTRIES = frozenset({"outbox", "state", "ingest.sock", "admin.sock"})
+
+
+def _not_a_demo_dir(directory: Path) -> str | None:
+    """Why ``directory`` must not be wiped for a new run (None: it is new, empty, or an earlier run's)."""
+    if not directory.exists():
+        return None
+    if not directory.is_dir():
+        return f"{directory} is not a directory"
+    foreign = sorted(entry.name for entry in directory.iterdir() if entry.name not in _DEMO_ENTRIES)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        return (f"{directory} holds files an earlier demo did not make ({shown}); a run starts by deleting "
+                "its directory: give a new or empty --dir")
+    return None
+
+
 def run_demo(*, shoppers: int = 3000, speed: float = 3600.0, hours: float = 54.0, seed: int = 7,
              directory: Path = Path("run/demo")) -> int:
+    from engine.config import ConfigError
+
     if shoppers < 1 or not (0 < speed < math.inf) or not (0 < hours < math.inf):  # (NaN fails both)
         print("cartwheel demo: --shoppers, --speed and --hours must be positive finite numbers", file=sys.stderr)
+        return 2
+    problem = _not_a_demo_dir(directory.resolve())
+    if problem is not None:
+        print(f"cartwheel demo: {problem}", file=sys.stderr)
+        return 2
+    try:
+        _config(directory.resolve())  # (before anything is deleted: a --dir too long for its socket paths)
+    except ConfigError as exc:
+        print(f"cartwheel demo: --dir {directory}: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(_demo(shoppers, speed, hours, seed, directory))

@@ -171,3 +171,25 @@ async def test_send_splits_batches_that_would_exceed_the_engines_frame_limit(tmp
         assert "frame limit" in summary["problems"][0]
     finally:
         await engine.stop()
+
+
+def test_demo_never_deletes_a_directory_it_did_not_make(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A run starts by deleting its --dir: `cartwheel demo --dir .` (or any directory of one's own)
+    deleted everything in it without a word. A --dir too long for the socket paths was deleted, then the
+    demo crashed with a ConfigError traceback."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    assert main(["demo", "--shoppers", "2", "--hours", "1", "--dir", str(mine)]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "precious"
+    long = tmp_path / ("d" * 120)
+    long.mkdir()
+    assert main(["demo", "--shoppers", "2", "--hours", "1", "--dir", str(long)]) == 2
+    assert "ingest_unix" in capsys.readouterr().err and long.exists()
+    earlier = tmp_path / "earlier"  # an earlier run's directory is still started afresh
+    (earlier / "state").mkdir(parents=True)
+    (earlier / "outbox").mkdir()
+    (earlier / "outbox" / "email.jsonl").write_text("{}\n")
+    assert main(["demo", "--shoppers", "2", "--hours", "1", "--speed", "36000", "--dir", str(earlier)]) == 0
+    assert not (earlier / "outbox" / "email.jsonl").exists() or (earlier / "outbox" / "email.jsonl").read_text() != "{}\n"
