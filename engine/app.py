@@ -225,25 +225,30 @@ class Engine:
         from engine.admin import _answers
 
         settings = self.config.engine
-        for value in (settings.admin_unix, settings.ingest_unix):
+        for key, value in (("admin_unix", settings.admin_unix), ("ingest_unix", settings.ingest_unix)):
             if value:
                 path = self._path(value)
                 if path.is_socket() and _answers(str(path)):
-                    raise OSError(errno.EADDRINUSE, f"another process is listening on {path}")
-        for address in (settings.ingest_tcp, settings.admin_tcp, settings.metrics_http):
-            if address is None or address[1] == 0:
+                    raise OSError(errno.EADDRINUSE, f"engine.{key}: another process is listening on {path}")
+        for key, address in (("ingest_tcp", settings.ingest_tcp), ("admin_tcp", settings.admin_tcp),
+                             ("metrics_http", settings.metrics_http)):
+            if address is None:
                 continue
             host, port = address
-            for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                                       flags=socket.AI_PASSIVE):
+            try:
+                found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            except OSError as exc:  # socket.gaierror: its message does not say which address
+                raise OSError(exc.errno, f"engine.{key}: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            if port == 0:
+                continue
+            for family, kind, proto, _, sockaddr in found:
                 with socket.socket(family, kind, proto) as probe:
                     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the listeners bind
                     try:
                         probe.bind(sockaddr)
                     except OSError as exc:
-                        if exc.errno == errno.EADDRINUSE:
-                            raise OSError(errno.EADDRINUSE, f"address {host}:{port} already in use") from None
-                        raise
+                        raise OSError(exc.errno, f"engine.{key}: cannot listen on {host}:{port}: "
+                                                 f"{exc.strerror or exc}") from None
 
     def _path(self, value: str) -> Path:
         path = Path(value)

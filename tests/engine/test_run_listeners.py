@@ -68,3 +68,16 @@ async def test_sigterm_while_waiting_for_the_store_stops_at_once(tmp_path: Path)
         raise
     assert time.monotonic() - t0 < 10, "SIGTERM was not heard while the engine waited for its store"
     assert proc.returncode == 0 and b"stopped while starting" in err, (proc.returncode, err[-500:])
+
+
+def test_run_names_the_listener_address_it_cannot_use(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A listener host that does not resolve (a typo: 256.1.1.1 passes the config's HOST:PORT check)
+    stopped the start with "cannot start: [Errno -2] Name or service not known": no key, no address."""
+    from engine.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[engine]\ningest_tcp = "256.1.1.1:7780"\ningest_unix = ""\nadmin_unix = "{tmp_path / "a.sock"}"\n'
+                   f'store = "file:{tmp_path / "state"}"\n')
+    assert main(["run", "--config", str(cfg)]) == 3
+    err = capsys.readouterr().err
+    assert "engine.ingest_tcp" in err and "256.1.1.1:7780" in err, err
