@@ -192,11 +192,17 @@ def cmd_send(args: argparse.Namespace) -> int:
             return 2
         max_frame_bytes = config.engine.max_frame_bytes  # type: ignore[attr-defined]
     if args.tcp:
-        host, _, port = args.tcp.rpartition(":")
-        if not port.isdigit():
-            print(f"cartwheel send: --tcp: expected HOST:PORT, got {args.tcp!r}", file=sys.stderr)
+        from engine.config import _Bad, _host_port
+
+        address = args.tcp if args.tcp.rpartition(":")[0] else "127.0.0.1" + args.tcp  # ":7780"
+        try:  # the syntax of engine.ingest_tcp: "[::1]:7780" for IPv6
+            tcp = _host_port("127.0.0.1:7780")(address)
+            if tcp is None:
+                raise _Bad('"HOST:PORT" like "127.0.0.1:7780"')
+        except _Bad as bad:
+            expected = bad.expected.replace(' or "" to disable', "")
+            print(f"cartwheel send: --tcp: expected {expected}, got {args.tcp!r}", file=sys.stderr)
             return 2
-        tcp = (host or "127.0.0.1", int(port))
     elif args.unix:
         unix = args.unix
     else:

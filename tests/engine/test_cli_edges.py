@@ -193,3 +193,26 @@ def test_demo_never_deletes_a_directory_it_did_not_make(tmp_path: Path, capsys) 
     (earlier / "outbox" / "email.jsonl").write_text("{}\n")
     assert main(["demo", "--shoppers", "2", "--hours", "1", "--speed", "36000", "--dir", str(earlier)]) == 0
     assert not (earlier / "outbox" / "email.jsonl").exists() or (earlier / "outbox" / "email.jsonl").read_text() != "{}\n"
+
+
+async def test_send_takes_an_ipv6_tcp_address_as_the_config_writes_it(tmp_path: Path) -> None:
+    """`--tcp [::1]:7780` (the syntax of engine.ingest_tcp) was split on its last colon and "[::1]"
+    looked up as a host name: "cannot reach the engine ... Name or service not known"."""
+    import sys
+
+    from tests.engine.conftest import engine_config, start_engine
+
+    engine = await start_engine(engine_config(tmp_path, ingest_tcp="[::1]:0"), tmp_path)
+    try:
+        host, port = engine.ingest.tcp_address  # type: ignore[misc]
+        assert host == "::1"
+        path = tmp_path / "e.jsonl"
+        path.write_text(json.dumps(dict(CART, store="shop1")) + "\n")
+        exe = str(Path(sys.executable).parent / "cartwheel")
+        proc = await asyncio.create_subprocess_exec(exe, "send", str(path), "--tcp", f"[::1]:{port}", "--json",
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["accepted"] == 1
+    finally:
+        await engine.stop()
