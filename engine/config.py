@@ -470,6 +470,20 @@ def _parse_engine(table: Mapping[str, Any], errors: list[str], env: Mapping[str,
         errors.append(f"engine.admin_token: required when admin_tcp is set (or set {ENV_ADMIN_TOKEN})")
     if settings.clock_start is not None and settings.clock == "real" and "clock" not in _failed(table, values):
         errors.append('engine.clock_start: only used with a "manual" or "scaled:N" clock, and clock is "real"')
+    # Two listeners on one address: the second to start fails (or, for a UNIX socket, took the first's path).
+    seen: dict[Any, str] = {}
+    failed = _failed(table, values)
+    for key in ("ingest_unix", "admin_unix", "ingest_tcp", "admin_tcp", "metrics_http"):
+        address = getattr(settings, key)  # (a default counts: admin_unix = "run/ingest.sock" collides)
+        if key in failed or address is None or (isinstance(address, tuple) and address[1] == 0):
+            continue
+        where = os.path.normpath(address) if isinstance(address, str) else address
+        if where in seen:
+            errors.append(f"engine.{key}: the same address as engine.{seen[where]} "
+                          f"({_show(address) if isinstance(address, str) else '%s:%d' % address}): "
+                          "each listener needs its own")
+        else:
+            seen[where] = key
     if settings.apply_queue < settings.max_batch and not _failed(table, values) & {"apply_queue", "max_batch"}:
         errors.append(
             f"engine.apply_queue: expected at least max_batch ({settings.max_batch}) so that one frame "

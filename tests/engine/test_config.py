@@ -509,3 +509,20 @@ def test_channel_errors_join_the_same_list() -> None:
     messages = info.value.messages
     assert [m.split(":")[0] for m in messages] == ["engine.clock", "channels.sms.rate", "channels.emial"]
     assert messages[2].startswith('channels.emial: unknown channel; did you mean "email"? (known: email, ')
+
+
+def test_two_listeners_on_one_address_are_a_config_error() -> None:
+    """`run --check` said ok; then `run` either failed ("address already in use", or "another process is
+    listening" about its own admin socket) or, before ingest checked its socket, started with the ingest
+    listener on the admin socket's path: the admin socket gone, `cartwheel stats` talking to ingest."""
+    from engine.config import ConfigError, parse_config
+
+    for table, key, other in (
+        ({"ingest_unix": "run/x.sock", "admin_unix": "run/./x.sock"}, "admin_unix", "ingest_unix"),
+        ({"admin_unix": "run/ingest.sock"}, "admin_unix", "ingest_unix"),  # against a default
+        ({"ingest_tcp": "127.0.0.1:7791", "metrics_http": "127.0.0.1:7791"}, "metrics_http", "ingest_tcp"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            parse_config({"engine": table}, source="t", env={})
+        assert any(m.startswith(f"engine.{key}: the same address as engine.{other}") for m in info.value.messages), info.value
+    parse_config({"engine": {"ingest_tcp": "127.0.0.1:0", "metrics_http": "127.0.0.1:0"}}, source="t", env={})
