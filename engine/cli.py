@@ -191,6 +191,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         if config is None:
             return 2
         max_frame_bytes = config.engine.max_frame_bytes  # type: ignore[attr-defined]
+        args.batch = min(args.batch, config.engine.max_batch)  # type: ignore[attr-defined]
     if args.tcp:
         from engine.config import _Bad, _host_port
 
@@ -211,6 +212,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             return 2
         unix, tcp = config.engine.ingest_unix, config.engine.ingest_tcp  # type: ignore[attr-defined]
         max_frame_bytes = config.engine.max_frame_bytes  # type: ignore[attr-defined]
+        args.batch = min(args.batch, config.engine.max_batch)  # type: ignore[attr-defined]  # (a larger frame is refused whole)
         if unix and tcp and not Path(unix).exists():
             unix = None  # the engine may listen on TCP only
         if not unix and not tcp:

@@ -172,7 +172,17 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
                     problems.append(f"engine closed the connection: {reply['error']}")
                     return
                 summary["accepted"] += reply.get("accepted", 0)
-                for index, reason in reply.get("rejected", []):
+                rejected = reply.get("rejected", [])
+                if len(rejected) == 1 and rejected[0][1].startswith("frame:") and not reply.get("accepted"):
+                    # the frame as a whole (more than the engine's max_batch events): each of its events
+                    # is rejected, though the engine names only index 0
+                    summary["rejected"] += len(where)
+                    reasons["frame"] += len(where)
+                    if len(examples) < 20:
+                        span = f"{where[0]} to {where[-1]}" if len(where) > 1 else where[0] if where else "?"
+                        examples.append(f"{span} ({len(where)} events): {rejected[0][1]} (try a smaller --batch)")
+                    continue
+                for index, reason in rejected:
                     summary["rejected"] += 1
                     reasons[reason.split(":", 1)[0]] += 1
                     if len(examples) < 20:

@@ -216,3 +216,31 @@ async def test_send_takes_an_ipv6_tcp_address_as_the_config_writes_it(tmp_path: 
         assert json.loads(out)["accepted"] == 1
     finally:
         await engine.stop()
+
+
+async def test_send_counts_every_event_of_a_frame_refused_whole(tmp_path: Path) -> None:
+    """A frame over the engine's max_batch is refused whole, the reply naming index 0 only: the summary
+    said "250 events sent: 50 accepted, 2 rejected", 200 events unaccounted for. With the engine's
+    --config, send keeps its frames within max_batch."""
+    import sys
+
+    from tests.engine.conftest import engine_config, start_engine
+
+    engine = await start_engine(engine_config(tmp_path, max_batch=50), tmp_path)
+    try:
+        path = tmp_path / "events.jsonl"
+        path.write_text("".join(json.dumps({"type": "session.ended", "store": "shop1", "cart": f"c{i}"}) + "\n"
+                                for i in range(250)))
+        summary = await send_file(path, tcp=None, unix=engine.ingest.unix_path, batch=100, progress=False)
+        assert (summary["sent"], summary["accepted"], summary["rejected"]) == (250, 50, 200), summary
+        assert summary["reasons"] == {"frame": 200}
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f'[engine]\ningest_unix = "{engine.ingest.unix_path}"\nmax_batch = 50\n')
+        exe = str(Path(sys.executable).parent / "cartwheel")
+        proc = await asyncio.create_subprocess_exec(exe, "send", str(path), "--config", str(cfg), "--json",
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["accepted"] == 250
+    finally:
+        await engine.stop()
