@@ -249,7 +249,7 @@ def parse_store(store_id: str, table: object, flows: Mapping[str, Flow] = BUILTI
         if not isinstance(timezone, str):
             raise ValueError
         ZoneInfo(timezone)
-    except (ValueError, ZoneInfoNotFoundError):
+    except (ValueError, ZoneInfoNotFoundError, OSError):  # OSError: "Europe" is a directory of the tz database
         reason = f'unknown time zone {describe(timezone)} (expected an IANA name like "Europe/Madrid")'
         raise StoreConfigError(f"{path}.timezone", reason) from None
     kwargs["timezone"] = timezone

@@ -526,3 +526,18 @@ def test_two_listeners_on_one_address_are_a_config_error() -> None:
             parse_config({"engine": table}, source="t", env={})
         assert any(m.startswith(f"engine.{key}: the same address as engine.{other}") for m in info.value.messages), info.value
     parse_config({"engine": {"ingest_tcp": "127.0.0.1:0", "metrics_http": "127.0.0.1:0"}}, source="t", env={})
+
+
+def test_a_store_timezone_naming_a_directory_of_the_tz_database_is_reported(tmp_path: Path) -> None:
+    """timezone = "Europe" (a region without its city) made ZoneInfo raise IsADirectoryError, which
+    parse_store did not catch: `run --check` died with a traceback instead of naming the key."""
+    import io
+
+    from engine.config import check_config_file
+
+    for zone in ("Europe", "America", "é" * 300):  # a directory; a name too long for the file system
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f'[stores.demo]\ntimezone = "{zone}"\n')
+        out = io.StringIO()
+        assert check_config_file(cfg, stream=out) == 2
+        assert "stores.demo.timezone: unknown time zone" in out.getvalue(), out.getvalue()
