@@ -135,10 +135,12 @@ async def _connect(tcp: tuple[str, int] | None, unix: str | None) -> tuple[async
 
 
 async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None, batch: int = 100,
-                    progress: bool = True, out: Any = None, max_frame_bytes: int = 1 << 20) -> dict[str, Any]:
+                    progress: bool = True, out: Any = None, max_frame_bytes: int = 1 << 20,
+                    reply_timeout_s: float = 60.0) -> dict[str, Any]:
     """Send every event of ``path``; returns the summary (also printed by the CLI).
 
-    ``max_frame_bytes`` is the engine's (``engine.max_frame_bytes``): no frame sent is larger.
+    ``max_frame_bytes`` is the engine's (``engine.max_frame_bytes``): no frame sent is larger. After the
+    last frame, replies are awaited as long as one comes at least every ``reply_timeout_s``.
     """
     out = sys.stderr if out is None else out  # (not a default: sys.stderr may be replaced)
     problems: list[str] = []
@@ -232,17 +234,24 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
         connected = await send_frames(pending, origin)
     sent_all = True
     summary["frames"] = seq
-    if seq == 0:
+    if not frames:  # nothing sent, or every reply already read (the reader checks sent_all after a read)
         done.set()
-    try:
-        await asyncio.wait_for(done.wait(), 60)
-    except TimeoutError:
-        problems.append(f"no reply to {len(frames)} frames within 60 s")
-    else:
+    while True:  # the replies may trail far behind the writes (an engine under back-pressure): wait as
+        before = len(frames)  # long as they keep coming, give up after reply_timeout_s without one
+        try:
+            await asyncio.wait_for(done.wait(), reply_timeout_s)
+        except TimeoutError:
+            if len(frames) < before:
+                continue
+            events = sum(len(where) for where in frames.values())
+            problems.append(f"no reply to {len(frames)} frames ({events} events) for {reply_timeout_s:g} s; "
+                            "whether they were applied is unknown")
+            break
         if frames:  # the engine closed the connection (stopped, or refused a frame) before answering them
             events = sum(len(where) for where in frames.values())
             problems.append(f"no reply to {len(frames)} frames ({events} events): the engine closed the "
                             "connection; whether they were applied is unknown")
+        break
     if not connected:
         problems.append(f"connection to the engine lost ({lost[0] if lost else 'closed by the engine'}) "
                         f"after {summary['sent']:,} events; the rest of the file was not sent")

@@ -88,6 +88,42 @@ async def test_send_survives_an_engine_that_goes_away_mid_send(tmp_path: Path) -
     assert any(f"({unanswered} events)" in p and "whether they were applied is unknown" in p for p in problems), problems
 
 
+async def test_send_waits_for_replies_as_long_as_they_keep_coming(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """After the last frame, send gave the engine 60 s in all for every reply: an engine under
+    back-pressure (a slow channel's queue full) answering a long backlog steadily was reported as "no
+    reply to N frames", exit 1, though it accepted everything."""
+
+    class Slow(_FakeEngine):
+        async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            unpacker = msgpack.Unpacker(raw=False)
+            while self.frames < 10:
+                unpacker.feed(await reader.read(65536))
+                for frame in unpacker:
+                    self.frames += 1
+                    await asyncio.sleep(0.15)  # a reply every 0.15 s, 1.5 s in all
+                    writer.write(msgpack.packb({"seq": self.frames, "accepted": len(frame), "rejected": []}))
+            await reader.read()  # until the client closes
+            writer.close()
+
+    sock = str(tmp_path / "slow.sock")
+    server = await asyncio.start_unix_server(Slow(replies=10).handle, sock)
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in _events(10)))
+    import types
+
+    import engine.send
+
+    async def wait_for(aw: Any, timeout: float | None) -> Any:  # send's 60 s become 0.5 s
+        return await asyncio.wait_for(aw, None if timeout is None else timeout / 120)
+
+    monkeypatch.setattr(engine.send, "asyncio", types.SimpleNamespace(**{**vars(asyncio), "wait_for": wait_for}))
+    try:
+        summary = await asyncio.wait_for(send_file(path, tcp=None, unix=sock, batch=1, progress=False), 30)
+    finally:
+        server.close()
+    assert summary["accepted"] == 10 and summary["problems"] == [], summary
+
+
 def test_send_reports_a_json_number_msgpack_cannot_carry_and_sends_the_rest(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     """JSON allows integers of any size; msgpack stops at 64 bits. One such line crashed the whole send
     with an OverflowError traceback (and a deeply nested line with a RecursionError)."""
