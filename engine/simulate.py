@@ -26,6 +26,10 @@ from engine.validate import Deduper, Validator
 __all__ = ["simulate", "format_table"]
 
 
+#: 3000-01-01T00:00:00Z: a later ts is a mistake (milliseconds), and past 9999 not even printable
+_TS_MAX = 32503680000.0
+
+
 def _horizon_s(registry: Any) -> float:
     longest = 0.0
     for flow in registry.flows.values():
@@ -48,6 +52,11 @@ async def simulate(config: Config, path: Path, *, horizon_s: float | None = None
         if isinstance(event, dict) and event.get("ts") is None:
             event["ts"] = start if last_ts is None else last_ts + 1.0
         reason = validator.validate(event, start if last_ts is None else last_ts)
+        if reason is None and event["ts"] >= _TS_MAX:
+            # The engine takes an event stamped in the future as happening now; here its ts *is* the
+            # clock, and a flow in the year 58000 (ts in milliseconds, as JavaScript's Date.now() gives)
+            # cannot be shown, nor is it what was meant.
+            reason = f"ts: {event['ts']:.0f} is after the year 3000 (milliseconds? ts is in unix seconds)"
         if reason is not None:
             problems.append(f"{where}: rejected: {reason}")
             continue

@@ -280,3 +280,17 @@ async def test_send_counts_every_event_of_a_frame_refused_whole(tmp_path: Path) 
         assert json.loads(out)["accepted"] == 250
     finally:
         await engine.stop()
+
+
+def test_simulate_names_a_ts_in_milliseconds_instead_of_crashing(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A ts in milliseconds (JavaScript's Date.now()) is in the year 58000: the preview's clock started
+    there and the table crashed with "ValueError: year 58147 is out of range" (at 1e18 the profile
+    packing with an OverflowError). Such an event is now rejected by name; the others are previewed."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps(e) for e in [
+        dict(CART, cart="ms", ts=T0 * 1000), dict(CART, cart="big", ts=1e18), CART]) + "\n")
+    assert main(["simulate", str(events), "--horizon", "2h"]) == 0
+    out, err = capsys.readouterr()
+    assert "events.jsonl:1: rejected: ts: 1772791200000 is after the year 3000 (milliseconds?" in err, err
+    assert "events.jsonl:2: rejected: ts:" in err
+    assert "demo/c1" in out and "Fri 2026-03-06 11:30" in out and "demo/ms" not in out
