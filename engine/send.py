@@ -19,12 +19,38 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["read_events", "send_file"]
+__all__ = ["Problems", "read_events", "send_file"]
 
 
 _BOM = b"\xef\xbb\xbf"
 _JSON_SUFFIXES = {".jsonl", ".json", ".ndjson"}
 _MSGPACK_SUFFIXES = {".msgpack", ".mpk", ".mp"}
+
+
+class Problems(list[str]):
+    """The problems of one run, the first ``limit`` kept: a file of millions of bad lines (a CSV named
+    .jsonl) must not hold, nor print, millions of messages. :meth:`close` adds how many were left out."""
+
+    def __init__(self, limit: int = 100) -> None:
+        super().__init__()
+        self.limit = limit
+        self.more = 0
+
+    def append(self, message: str) -> None:
+        if len(self) < self.limit:
+            super().append(message)
+        else:
+            self.more += 1
+
+    def always(self, message: str) -> None:
+        """A problem of the whole run (the connection, missing replies): kept whatever the count."""
+        super().append(message)
+
+    def close(self) -> Problems:
+        if self.more:
+            super().append(f"... and {self.more:,} more problems like these")
+            self.more = 0
+        return self
 
 
 def _is_json_lines(path: Path, head: bytes) -> bool:
@@ -143,7 +169,7 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
     last frame, replies are awaited as long as one comes at least every ``reply_timeout_s``.
     """
     out = sys.stderr if out is None else out  # (not a default: sys.stderr may be replaced)
-    problems: list[str] = []
+    problems = Problems()
     reader, writer = await _connect(tcp, unix)
     frames: dict[int, list[str]] = {}
     summary: dict[str, Any] = {"sent": 0, "accepted": 0, "rejected": 0, "frames": 0}
@@ -171,7 +197,7 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
             for reply in unpacker:
                 where = frames.pop(reply.get("seq"), [])
                 if "error" in reply:
-                    problems.append(f"engine closed the connection: {reply['error']}")
+                    problems.always(f"engine closed the connection: {reply['error']}")
                     return
                 summary["accepted"] += reply.get("accepted", 0)
                 rejected = reply.get("rejected", [])
@@ -244,26 +270,26 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
             if len(frames) < before:
                 continue
             events = sum(len(where) for where in frames.values())
-            problems.append(f"no reply to {len(frames)} frames ({events} events) for {reply_timeout_s:g} s; "
+            problems.always(f"no reply to {len(frames)} frames ({events} events) for {reply_timeout_s:g} s; "
                             "whether they were applied is unknown")
             break
         if frames:  # the engine closed the connection (stopped, or refused a frame) before answering them
             events = sum(len(where) for where in frames.values())
-            problems.append(f"no reply to {len(frames)} frames ({events} events): the engine closed the "
+            problems.always(f"no reply to {len(frames)} frames ({events} events): the engine closed the "
                             "connection; whether they were applied is unknown")
         break
     if not connected:
-        problems.append(f"connection to the engine lost ({lost[0] if lost else 'closed by the engine'}) "
+        problems.always(f"connection to the engine lost ({lost[0] if lost else 'closed by the engine'}) "
                         f"after {summary['sent']:,} events; the rest of the file was not sent")
     elif lost:
-        problems.append(f"connection to the engine lost ({lost[0]})")
+        problems.always(f"connection to the engine lost ({lost[0]})")
     replies.cancel()
     await asyncio.gather(replies, return_exceptions=True)
     writer.close()
     summary["seconds"] = round(time.perf_counter() - started, 3)
     summary["reasons"] = dict(reasons.most_common())
     summary["examples"] = examples
-    summary["problems"] = problems
+    summary["problems"] = list(problems.close())
     if progress:
         print("", file=out)
     return summary

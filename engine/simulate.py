@@ -20,7 +20,7 @@ from typing import Any
 from engine.clock import ManualClock
 from engine.config import Config
 from engine.runtime import Runtime
-from engine.send import read_events
+from engine.send import Problems, read_events
 from engine.validate import Deduper, Validator
 
 __all__ = ["simulate", "format_table"]
@@ -41,7 +41,7 @@ async def simulate(config: Config, path: Path, *, horizon_s: float | None = None
     """Run the events of ``path``; returns (message-log records, problems with the input)."""
     from engine.app import build_registry
 
-    problems: list[str] = []
+    problems = Problems()
     raw = list(read_events(path, problems))
     validator = Validator(config.engine)
     deduper = Deduper(config.engine.dedup_window_s, config.engine.dedup_capacity)  # as the engine ignores repeats
@@ -74,7 +74,7 @@ async def simulate(config: Config, path: Path, *, horizon_s: float | None = None
         kept.append((ts, order, event))
     events = kept
     if not events:
-        return [], problems
+        return [], list(problems.close())
     clock = ManualClock(events[0][0])
     registry = build_registry(config)
     # a preview keeps every record, however many (the engine's log_max_records bounds a live engine)
@@ -85,7 +85,7 @@ async def simulate(config: Config, path: Path, *, horizon_s: float | None = None
             await runtime.advance_clock(ts - clock.now())
         runtime.apply_event(event, clock.now())
     await runtime.advance_clock(_horizon_s(registry) if horizon_s is None else horizon_s)
-    return [r.as_dict() for r in runtime.msglog], problems
+    return [r.as_dict() for r in runtime.msglog], list(problems.close())
 
 
 def _when(t: float, origin: float) -> str:

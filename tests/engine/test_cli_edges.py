@@ -294,3 +294,28 @@ def test_simulate_names_a_ts_in_milliseconds_instead_of_crashing(tmp_path: Path,
     assert "events.jsonl:1: rejected: ts: 1772791200000 is after the year 3000 (milliseconds?" in err, err
     assert "events.jsonl:2: rejected: ts:" in err
     assert "demo/c1" in out and "Fri 2026-03-06 11:30" in out and "demo/ms" not in out
+
+
+def test_a_file_of_bad_lines_keeps_a_bounded_list_of_problems(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Every bad line's message was kept and printed: a file of millions of lines in the wrong format
+    (a CSV named .jsonl) held and printed millions of messages. The first 100 are kept, then a count;
+    the problems of the run as a whole (the connection) are always kept."""
+    path = tmp_path / "events.jsonl"
+    path.write_text("sku,qty,price\n" * 5000 + json.dumps(dict(CART, store="shop1")) + "\n")
+
+    async def run() -> dict[str, Any]:
+        fake = _FakeEngine(replies=0, close_after=1)
+        sock = str(tmp_path / "fake.sock")
+        server = await asyncio.start_unix_server(fake.handle, sock)
+        try:
+            return await asyncio.wait_for(send_file(path, tcp=None, unix=sock, batch=100, progress=False), 30)
+        finally:
+            server.close()
+
+    problems = asyncio.run(run())["problems"]
+    assert len(problems) <= 103, len(problems)
+    assert problems[-1] == "... and 4,900 more problems like these", problems[-3:]
+    assert any(p.startswith("no reply to 1 frames (1 events)") for p in problems), problems[-3:]
+    assert main(["simulate", str(path), "--horizon", "2h"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) <= 101 and err[-1] == "... and 4,900 more problems like these", err[-3:]
