@@ -49,6 +49,7 @@ from engine.stores import (
     open_store,
 )
 from engine.stores.restore import RestoreReport, restore
+from engine.unix_path import answers
 from engine.validate import Validator
 
 __all__ = ["Engine", "build_registry"]
@@ -222,13 +223,11 @@ class Engine:
         Raises:
             OSError: EADDRINUSE naming the socket or the address.
         """
-        from engine.admin import _answers
-
         settings = self.config.engine
         for key, value in (("admin_unix", settings.admin_unix), ("ingest_unix", settings.ingest_unix)):
             if value:
                 path = self._path(value)
-                if path.is_socket() and _answers(str(path)):
+                if path.is_socket() and answers(str(path)):
                     raise OSError(errno.EADDRINUSE, f"engine.{key}: another process is listening on {path}")
         for key, address in (("ingest_tcp", settings.ingest_tcp), ("admin_tcp", settings.admin_tcp),
                              ("metrics_http", settings.metrics_http)):

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from engine.app import Engine
 from tests.engine.conftest import engine_config, start_engine
 from tests.engine.conftest_ops import HOUR, START, Admin, Ingest, cart_event, ops_engine, workload
