@@ -61,6 +61,7 @@ from engine.stores.base import (
     Progress,
     SnapshotWrite,
     Store,
+    StoreError,
     StoreTaken,
     StoreUnavailable,
     check_meta,
@@ -229,6 +230,9 @@ class FileStore(Store):
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
+        if self.directory.exists() and not self.directory.is_dir():
+            # not a passing condition (retrying it for STORE_WAIT_S helps nobody): a wrong path
+            raise StoreError(f"{self.describe()}: {self.directory} exists and is not a directory")
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

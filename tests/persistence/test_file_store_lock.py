@@ -6,12 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 import engine.app
-from engine.stores import StoreTaken
+from engine.app import Engine
+from engine.stores import StoreError, StoreTaken
 from engine.stores.file import FileStore
 from tests.persistence.conftest import engine_config, start_engine
 
@@ -63,3 +65,15 @@ async def test_a_second_engine_on_the_same_state_directory_cannot_start(
     other.mkdir()
     with pytest.raises(StoreTaken, match=r"in use by another engine .* \(gave up after 0.5 s\)"):
         await start_engine(engines, engine_config(other, f"file:{tmp_path / 'state'}"), other)
+
+
+async def test_a_state_path_that_is_a_file_fails_at_once(tmp_path: Path) -> None:
+    """Not retried for STORE_WAIT_S as a store that is not available yet: the path is wrong."""
+    (tmp_path / "state").write_text("not a directory")
+    config = engine_config(tmp_path, f"file:{tmp_path / 'state'}")
+    second = Engine(config, base_dir=tmp_path)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="exists and is not a directory"):
+        await second.start()
+    assert time.monotonic() - started < 2
+    await second.stop()
