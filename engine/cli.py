@@ -108,7 +108,9 @@ async def _run_engine(config_path: str | None) -> int:
         if engine.ops is not None:
             await engine.ops.close()  # (the admin socket starts before ingest: leave no socket file behind)
         return 3
-    print(f"cartwheel: running (ingest {engine.ingest.tcp_address or '-'} {engine.ingest.unix_path or ''}, "
+    tcp = engine.ingest.tcp_address
+    shown = "-" if tcp is None else f"[{tcp[0]}]:{tcp[1]}" if ":" in tcp[0] else f"{tcp[0]}:{tcp[1]}"
+    print(f"cartwheel: running (ingest {shown} {engine.ingest.unix_path or ''}, "
           f"admin {engine.ops.admin_path if engine.ops else '-'}, store {engine.store.describe()}); Ctrl-C stops", flush=True)
     await stop.wait()
     print("cartwheel: stopping (draining, final snapshot)", flush=True)

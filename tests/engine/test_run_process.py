@@ -113,4 +113,6 @@ async def test_sigterm_mid_load_loses_no_accepted_event(tmp_path: Path) -> None:
     restore_state(registry, (tmp_path / "state" / "snapshot.msgpack").read_bytes(), source="test")
     missing = [c for c in accepted_carts if registry.cart("shop1", c) is None]
     assert missing == []
-    assert "final snapshot" in (tmp_path / "engine.log").read_text()
+    output = (tmp_path / "engine.log").read_text()
+    assert "final snapshot" in output
+    assert f"cartwheel: running (ingest 127.0.0.1:{port} " in output  # HOST:PORT, as the config writes it
