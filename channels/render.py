@@ -38,10 +38,11 @@ default: ``<checkout origin>/cartwheel/unsubscribe?cw_mid=<id>``), ``unsubscribe
 """
 from __future__ import annotations
 
+import difflib
 import html
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from email.utils import formatdate
 from functools import lru_cache
@@ -124,9 +125,35 @@ class RenderedWhatsApp:
     language: str
 
 
-def check_templates_dir(directory: Path) -> int:
+def check_templates_dir(directory: Path, templates: Collection[str] | None = None) -> int:
     """How many override files ``directory`` holds; raises :class:`RenderError` naming what is wrong
-    (unreadable directory, unknown part or variable). For the config check, before any message."""
+    (unreadable directory, unknown part or variable). For the config check, before any message.
+
+    Also a file that would silently never be used: a name not of the form
+    ``MEDIUM_TEMPLATE.LANG.PART`` (hidden files and ``README*`` aside), or, given the ``templates``
+    the store's flow steps use, a TEMPLATE none of them uses (a typo such as ``email_remindr``).
+    """
+    try:
+        names = sorted(p.name for p in directory.iterdir())
+    except OSError as exc:
+        raise RenderError(f"template directory {directory}: {exc.strerror or exc}") from None
+    for name in names:
+        if name.startswith(".") or name.upper().startswith("README"):
+            continue
+        match = _FILE_RE.match(name)
+        if match is None:
+            raise RenderError(
+                f"template {directory / name}: not a template file name, so never used (expected "
+                "MEDIUM_TEMPLATE.LANG.PART, e.g. email_reminder.en.subject; MEDIUM email, sms or push)"
+            )
+        if templates is not None and match.group(2) not in templates:
+            known = sorted(templates)
+            close = difflib.get_close_matches(match.group(2), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise RenderError(
+                f"template {directory / name}: no step of the store's flow uses template {match.group(2)!r}, "
+                f"so it is never used{hint}; the flow's templates: {', '.join(known)}"
+            )
     return len(Renderer()._load_dir(directory))
 
 

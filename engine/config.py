@@ -657,19 +657,24 @@ def check_sections(config: Config) -> list[str]:
         known = {name: flow if flow is not None else fallback for name, flow in flows.items()}
         for name, table in config.stores.items():
             errors.extend(_every_problem(lambda t, name=name: parse_store(name, t, known), table, f"stores.{name}")[1])
-            errors.extend(_check_templates_dir(f"stores.{name}.templates_dir", table.get("templates_dir")))
+            flow = known.get(table.get("flow", "revenue_recovery")) if isinstance(table.get("flow", ""), str) else None
+            errors.extend(_check_templates_dir(f"stores.{name}.templates_dir", table.get("templates_dir"), flow))
     errors.extend(_check_channels(config.channels))
     return errors
 
 
-def _check_templates_dir(path: str, directory: object) -> list[str]:
+def _check_templates_dir(path: str, directory: object, flow: Any = None) -> list[str]:
     """A store's ``templates_dir`` must be readable, and its files valid templates (relative: to the
-    working directory, as the engine resolves it). Checked here, not on each message's render."""
+    working directory, as the engine resolves it), each for a template the store's ``flow`` uses.
+    Checked here, not on each message's render."""
     load = _optional("channels.render", "check_templates_dir")
     if not isinstance(directory, str) or not directory.strip() or load is None:
         return []  # the store's parser reports a wrong type
+    templates = None
+    if flow is not None:  # a step without a template renders "reminder"; so does "incentive" without an offer
+        templates = {step.template or "reminder" for step in flow.steps} | {"reminder"}
     try:
-        load(Path(directory))
+        load(Path(directory), templates)
     except ValueError as exc:  # RenderError
         return [f"{path}: {exc}"]
     return []

@@ -140,3 +140,29 @@ def test_store_message_settings_are_checked_by_name(tmp_path: Path) -> None:
     (problem,) = check_sections(config)
     assert problem.startswith("stores.shop1.templates_dir: template directory") and "No such file" in problem
     assert ConfigError  # the class run --check reports through
+
+
+def test_template_files_that_would_never_be_used_are_named_by_the_check(tmp_path: Path) -> None:
+    """A misspelled template (``remindr``), one the store's flow has no step for (``urgency`` is
+    four_touch's), or a file name the renderer does not read would silently never be used."""
+    from engine.config import check_sections
+
+    tpl = tmp_path / "tpl"
+    tpl.mkdir()
+    (tpl / "README.md").write_text("notes for the team", encoding="utf-8")  # not a template: allowed
+    (tpl / "email_resend.en.subject").write_text("Still there?", encoding="utf-8")
+    config = _config(tmp_path, {"templates_dir": str(tpl)}, {})
+    assert check_sections(config) == []
+    for name, expected in (
+        ("email_remindr.en.subject", "uses template 'remindr', so it is never used (did you mean 'reminder'?)"),
+        ("sms_urgency.en.txt", "uses template 'urgency'"),
+        ("email-reminder.en.subject", "not a template file name, so never used"),
+    ):
+        (tpl / name).write_text("x", encoding="utf-8")
+        (problem,) = check_sections(config)
+        assert problem.startswith("stores.shop1.templates_dir: template ") and expected in problem, problem
+        (tpl / name).unlink()
+    config.stores["shop1"]["flow"] = "four_touch"
+    (tpl / "sms_urgency.en.txt").write_text("x", encoding="utf-8")
+    (tpl / "email_resend.en.subject").unlink()
+    assert check_sections(config) == []  # four_touch's third step uses "urgency"
