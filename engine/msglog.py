@@ -23,6 +23,12 @@ __all__ = ["MessageLog"]
 FIELDS = ("store", "cart", "profile", "channel", "outcome")
 
 
+def _matches(value: Any, wanted: Any) -> bool:
+    """A record's field against a filter value (the admin's are strings: ``step=2``); a field without a
+    value (a record with no profile) matches no filter, not even the string ``"None"``."""
+    return value is not None and str(value) == str(wanted)
+
+
 class MessageLog:
     """An in-memory, time-ordered message log with retention (seconds) and a bound on its length."""
 
@@ -74,7 +80,7 @@ class MessageLog:
                 continue
             if since is not None and record.at < since:
                 break
-            if all(str(getattr(record, k)) == str(v) for k, v in wanted):
+            if all(_matches(getattr(record, k), v) for k, v in wanted):
                 out.append(record.as_dict())
                 if len(out) >= limit:
                     break

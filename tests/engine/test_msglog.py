@@ -37,6 +37,11 @@ def test_query_filters_time_range_and_limit() -> None:
     assert [r["at"] for r in log.query(limit=1)] == [T0 + 20]  # the newest, oldest first
     with pytest.raises(ValueError, match="unknown log filter 'colour'"):
         log.query(colour="red")
+    anonymous = rec(T0 + 30, "c")
+    anonymous.profile = None
+    log.append(anonymous)
+    assert log.query(profile="None") == []  # a record without a profile matches no profile filter
+    assert [r["cart"] for r in log.query(profile="p1")] == ["a", "b", "a"]
 
 
 def test_a_full_log_drops_its_oldest_records_and_counts_them() -> None:
