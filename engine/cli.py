@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -76,6 +77,18 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+#: exit status of a stop forced by a second signal (README "Using it")
+EXIT_FORCED = 5
+
+
+def _force_stop() -> None:
+    """A second SIGTERM/SIGINT while stopping: the operator will not wait for the drain and the final
+    snapshot (10 M carts take a while; a store that hangs takes its timeout). Exit at once: what a
+    restart finds is what a crash leaves, the last snapshot plus the journal."""
+    print("cartwheel: second signal: stopped at once, without the final snapshot", file=sys.stderr, flush=True)
+    os._exit(EXIT_FORCED)
+
+
 async def _run_engine(config_path: str | None) -> int:
     from engine.app import Engine
     from engine.config import load_config
@@ -113,7 +126,10 @@ async def _run_engine(config_path: str | None) -> int:
     print(f"cartwheel: running (ingest {shown} {engine.ingest.unix_path or ''}, "
           f"admin {engine.ops.admin_path if engine.ops else '-'}, store {engine.store.describe()}); Ctrl-C stops", flush=True)
     await stop.wait()
-    print("cartwheel: stopping (draining, final snapshot)", flush=True)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _force_stop)
+    print("cartwheel: stopping (draining, final snapshot; a second Ctrl-C or SIGTERM stops at once, without it)",
+          flush=True)
     await engine.stop()
     if engine.final_snapshot_error is not None:
         print(f"cartwheel: stopped, but the final snapshot failed ({engine.final_snapshot_error}); what was "

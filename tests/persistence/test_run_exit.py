@@ -62,3 +62,37 @@ def test_a_final_snapshot_that_fails_is_said_and_the_exit_status_is_not_zero(red
             proc.wait()
     assert proc.returncode == 4, (out[-500:], err[-500:])
     assert "the final snapshot failed" in err and "in the final snapshot" not in out
+
+
+def test_a_second_signal_while_stopping_exits_at_once(redis_server: RedisServer, tmp_path: Path) -> None:
+    """The final snapshot hangs (Redis stopped with SIGSTOP: it neither answers nor refuses); a second
+    SIGTERM ends the engine at once, exit 5, saying the final snapshot was not written."""
+    port = free_port()
+    proc = subprocess.Popen([EXE, "run", "--config", str(_config(tmp_path, port, redis_server.url))], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert redis_server.proc is not None
+    try:
+        end = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None and time.monotonic() < end, "the engine did not start"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout is not None
+        while "cartwheel: stopping" not in proc.stdout.readline():
+            pass
+        time.sleep(0.5)
+        assert proc.poll() is None  # still stopping: the snapshot waits for Redis
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 5, (proc.returncode, err[-800:])
+    assert "second signal: stopped at once, without the final snapshot" in err
