@@ -277,11 +277,19 @@ def _funnel_table(doc: dict[str, Any]) -> Table:
     table.add_row("messages sent", f"{sent:,}", "")
     table.add_row("opened", f"{eng.get('opened', 0):,}", "")
     table.add_row("clicked", f"{eng.get('clicked', 0):,}", "")
+    table.add_row("resumed (back, then gone again)", f"{rec.get('resumed', 0):,}", "")
     table.add_row("recovered", f"{rec.get('recovered', 0):,}", share(rec.get("recovered", 0)))
-    table.add_row("converted (no credit)", f"{rec.get('converted', 0):,}", share(rec.get("converted", 0)))
+    # no share: converted carts include those bought before they were ever abandoned
+    table.add_row("converted (no credit)", f"{rec.get('converted', 0):,}", "")
     table.add_row("expired", f"{rec.get('expired', 0):,}", share(rec.get("expired", 0)))
+    table.add_row("stopped (admin cancel)", f"{rec.get('stopped', 0):,}", share(rec.get("stopped", 0)))
     table.add_row("recovery rate", f"{100 * rec.get('rate', 0.0):.1f} %", "")
-    table.add_row("revenue recovered", f"{rec.get('revenue', 0.0):,.2f}", "")
+    by_currency = rec.get("revenue_by_currency") or {}
+    if len(by_currency) > 1:  # a sum over currencies means nothing: each on its own
+        revenue = ", ".join(f"{v:,.2f} {k}" for k, v in sorted(by_currency.items()))
+    else:
+        revenue = f"{rec.get('revenue', 0.0):,.2f}" + "".join(f" {k}" for k in by_currency)
+    table.add_row("revenue recovered", revenue, "")
     return table
 
 

@@ -107,7 +107,9 @@ async def test_stats_tables_and_json(ops_engine: Engine) -> None:
         assert text in out, text
     assert _row(out, "accepted") == ["accepted", "8"] and _row(out, "duplicate") == ["duplicate", "1"]
     assert _row(out, "recovery rate") == ["recovery", "rate", "50.0", "%"]
-    assert _row(out, "revenue recovered") == ["revenue", "recovered", "10.00"]
+    assert _row(out, "revenue recovered") == ["revenue", "recovered", "10.00", "EUR"]
+    assert _row(out, "converted (no credit)") == ["converted", "(no", "credit)", "1"]  # no share of abandoned
+    assert _row(out, "resumed") == ["resumed", "(back,", "then", "gone", "again)", "0"]
     assert _row(out, "email", "2") == ["email", "2", "0", "0", "0", "0", "0"]  # sends by outcome
     code, out, _ = await run("stats", "--json", "--socket", sock(ops_engine))
     doc = json.loads(out)
@@ -317,3 +319,19 @@ def test_client_queries_quote_ids_as_the_admin_socket_splits_them() -> None:
 
     ns = argparse.Namespace(store="s", cart="summer sale", profile="it's", channel=None, outcome=None)
     assert shlex.split(_log_query(ns, limit=5)) == ["logs", "store=s", "cart=summer sale", "profile=it's", "limit=5"]
+
+
+def test_the_funnel_shows_revenue_per_currency_when_there_are_several() -> None:
+    import io
+
+    from rich.console import Console
+
+    from engine.cli_clients import _funnel_table
+
+    doc = {"recovery": {"abandoned": 4, "recovered": 2, "converted": 9, "revenue": 20.0, "rate": 0.5,
+                        "revenue_by_currency": {"USD": 10.0, "EUR": 10.0}}}
+    out = io.StringIO()
+    Console(file=out, width=120).print(_funnel_table(doc))
+    screen = out.getvalue()
+    assert _row(screen, "revenue recovered") == ["revenue", "recovered", "10.00", "EUR,", "10.00", "USD"]
+    assert _row(screen, "converted (no credit)") == ["converted", "(no", "credit)", "9"]  # not "225.0 %"
