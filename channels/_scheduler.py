@@ -177,7 +177,7 @@ class Scheduler:
         """The popped ``entry`` goes out at ``now``: spend its store token, mark its recipient pair."""
         message = entry.message
         if self.pair_interval_s > 0:
-            self.hold_recipient(message.store, message.to, now + self.pair_interval_s)
+            self.hold_recipient(message.store, message.to, now + self.pair_interval_s, now)
         if self.store_rate_per_s is not None:
             gate = self._gates[message.store]
             gate.bucket.try_take(now)
@@ -199,16 +199,16 @@ class Scheduler:
         at = self._pair_next.get((message.store, message.to))
         return at if at is not None and at > now else None
 
-    def hold_recipient(self, store: str, to: str, until: float) -> None:
-        """Send nothing more to ``(store, to)`` before ``until`` (unix seconds)."""
+    def hold_recipient(self, store: str, to: str, until: float, now: float) -> None:
+        """Send nothing more to ``(store, to)`` before ``until`` (unix seconds; ``now`` is the time)."""
         pair_next = self._pair_next
         key = (store, to)
         if pair_next.get(key, -math.inf) < until:
             pair_next[key] = until
         if len(pair_next) >= self._pair_sweep_at:
-            # Amortised O(1): the table is rebuilt only after it doubles.
-            cutoff = until - max(self.pair_interval_s, 0.0) - 3600.0
-            self._pair_next = {k: v for k, v in pair_next.items() if v > cutoff}
+            # Amortised O(1): the table is rebuilt only after it doubles. Only holds that have ended go:
+            # ``until`` may be a provider's back-off hours ahead, which must not end the others early.
+            self._pair_next = {k: v for k, v in pair_next.items() if v > now}
             self._pair_sweep_at = max(_SWEEP_MIN, 2 * len(self._pair_next))
 
     # -- shutdown -----------------------------------------------------------------------------

@@ -558,7 +558,7 @@ class Pool:
         if retry and entry.attempts < self._retry.max_attempts:
             delay_s = self._retry.delay_s(entry.attempts, self._rng, result.retry_after_s)
             if result.throttled is Throttle.RECIPIENT:
-                self._sched.hold_recipient(message.store, message.to, now + delay_s)
+                self._sched.hold_recipient(message.store, message.to, now + delay_s, now)
             self._retried += 1
             self._held += 1
             self._sched.defer(entry, now + delay_s)

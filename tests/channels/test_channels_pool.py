@@ -471,3 +471,23 @@ async def test_logs_never_carry_a_full_contact(clock, results, make_message, cap
     assert "jane.doe@example.com" not in text and "+34600111221" not in text
     assert [r.detail for _, r in results.items][0] == "550 5.1.1 <j***@example.com>: Recipient address rejected"
     await pool.stop()
+
+
+def test_a_long_back_off_does_not_end_other_recipients_spacing_early() -> None:
+    """The recipient table is swept when it doubles; a hold hours ahead (a provider's back-off) must not
+    sweep away holds that are still running (they used to be measured from the new hold, not from now)."""
+    from types import SimpleNamespace
+
+    from channels._scheduler import Scheduler
+
+    sched = Scheduler(pair_interval_s=6.0)
+    now = 1_000_000.0
+    sched.hold_recipient("s", "victim", now + 1800, now)  # 30 min to go
+    for i in range(1100):  # enough to sweep; each held for 2 h
+        sched.hold_recipient("s", f"r{i}", now + 7200, now)
+    assert sched.pair_free_at(SimpleNamespace(store="s", to="victim"), now) == now + 1800  # type: ignore[arg-type]
+    sched.hold_recipient("s", "late", now + 60, now + 7300)  # later: the ended holds go in the next sweep
+    for i in range(3000):
+        sched.hold_recipient("s", f"q{i}", now + 7400, now + 7300)
+    assert sched.pair_free_at(SimpleNamespace(store="s", to="victim"), now + 7300) is None  # type: ignore[arg-type]
+    assert len(sched._pair_next) < 4200
