@@ -19,7 +19,7 @@ from channels.breaker import BreakerState, CircuitBreaker
 from channels.mask import mask_contact
 from channels.message import DeliveryResult, Message, Outcome, Throttle
 from channels.outbox import OutboxOptions, OutboxSender
-from channels.pool import Pool, PoolClock, PoolClosed, PoolStatistics, ResultCallback, StillWanted
+from channels.pool import BeforeAttempt, Pool, PoolClock, PoolClosed, PoolStatistics, ResultCallback, StillWanted
 from channels.push import PushOptions, PushSender
 from channels.ratelimit import TokenBucket
 from channels.render import Renderer, RenderError
@@ -32,6 +32,7 @@ from channels.webhook import WebhookOptions, WebhookSender, verify_signature
 from channels.whatsapp import WhatsAppOptions, WhatsAppSender
 
 __all__ = [
+    "BeforeAttempt",
     "BreakerState",
     "ChannelConfigError",
     "ChannelSettings",

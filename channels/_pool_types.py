@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from channels.message import DeliveryResult, Message
 
-__all__ = ["PoolClock", "PoolClosed", "PoolStatistics", "ResultCallback", "StillWanted", "default_burst"]
+__all__ = ["BeforeAttempt", "PoolClock", "PoolClosed", "PoolStatistics", "ResultCallback", "StillWanted",
+           "default_burst"]
 
 
 class PoolClock(Protocol):
@@ -35,6 +38,16 @@ class StillWanted(Protocol):
     keeping its place among the queued (quiet hours, a send window)."""
 
     def __call__(self, message: Message, /) -> str | float | None: ...
+
+
+class BeforeAttempt(Protocol):
+    """Called right before the provider is called for a message the first time (not for its retries),
+    after ``still_wanted`` said yes: None to call it at once, or an awaitable the attempt waits for:
+    True to call the provider then, False not to call it (the message is reported failed, retryable,
+    "not sent"). The engine records the attempt durably meanwhile: after a crash, what was never
+    attempted can be sent again safely."""
+
+    def __call__(self, message: Message, /) -> Awaitable[bool] | None: ...
 
 
 class PoolClosed(RuntimeError):

@@ -15,7 +15,10 @@ What it does, in the order a message meets it:
    (the shopper bought, opted out...); a returned float holds it back until that time (the store's
    quiet hours have begun) and it keeps its place. A message to a contact the provider declared dead
    or opted out is cancelled without being sent.
-4. **Send** — each attempt runs as its own task calling ``sender.send(message)``.
+4. **Send** — each attempt runs as its own task calling ``sender.send(message)``. Before a message's
+   first attempt (not its retries) the pool calls ``before_attempt(message)``; when that returns an
+   awaitable, the attempt (holding its concurrency slot) waits for it before calling the sender: the
+   engine makes its "attempted" mark durable meanwhile, all the marks of one dispatch round together.
 5. **Outcome** — sent: reported. Transient failure: retried after exponential back-off with jitter,
    never sooner than the provider's ``Retry-After``, up to ``retry.max_attempts``; a channel-wide
    throttle holds every send meanwhile. Permanent failure: reported at once, and a dead contact or an
@@ -42,8 +45,10 @@ import asyncio
 import collections
 import logging
 import random
+from collections.abc import Awaitable
 
 from channels._pool_types import (
+    BeforeAttempt,
     PoolClock,
     PoolClosed,
     PoolStatistics,
@@ -59,7 +64,8 @@ from channels.ratelimit import TokenBucket
 from channels.retry import MAX_RETRY_AFTER_S, RetryPolicy
 from channels.sender import Sender
 
-__all__ = ["Pool", "PoolClock", "PoolClosed", "PoolStatistics", "ResultCallback", "StillWanted", "default_burst"]
+__all__ = ["BeforeAttempt", "Pool", "PoolClock", "PoolClosed", "PoolStatistics", "ResultCallback", "StillWanted",
+           "default_burst"]
 
 log = logging.getLogger("cartwheel.channels.pool")
 
@@ -96,6 +102,7 @@ class Pool:
         breaker_threshold: consecutive transient failures that open the circuit breaker.
         breaker_cooldown_s: seconds the breaker stays open before one probe is let through.
         on_uncertain: "skip" (report uncertain outcomes as final) or "resend" (retry them).
+        before_attempt: called before a message's first attempt; see :class:`BeforeAttempt`.
         rng: randomness for back-off jitter (pass a seeded ``random.Random`` for reproducible runs).
     """
 
@@ -119,6 +126,7 @@ class Pool:
         breaker_cooldown_s: float = 30.0,
         on_uncertain: str = "skip",
         rng: random.Random | None = None,
+        before_attempt: BeforeAttempt | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
@@ -133,6 +141,7 @@ class Pool:
         self._clock = clock
         self._on_result = on_result
         self._still_wanted = still_wanted
+        self._before_attempt = before_attempt
         self.rate_per_s = rate_per_s
         self.concurrency = concurrency
         self.max_queue = max_queue
@@ -486,26 +495,48 @@ class Pool:
                     self._release_held()
                     self._final(entry, DeliveryResult.cancelled(str(reason)))
                     continue
+            gate = None
+            if entry.attempts == 0 and self._before_attempt is not None:
+                try:
+                    gate = self._before_attempt(message)
+                except Exception as exc:  # an attempt that cannot be recorded must not go out unrecorded
+                    log.exception("channel %s: before_attempt raised", self.name)
+                    sched.on_dropped(entry, now)
+                    self._release_held()
+                    self._final(entry, DeliveryResult.cancelled(f"before_attempt raised {type(exc).__name__}"))
+                    continue
             if bucket is not None:
                 bucket.try_take(now)
             sched.on_dispatched(entry, now)
             breaker.on_dispatch()
             self._release_held()
-            self._launch(entry)
+            self._launch(entry, gate)
 
     def _release_held(self) -> None:
         self._held -= 1
         if self._space_waiters:
             self._wake_submitters()
 
-    def _launch(self, entry: Entry) -> None:
+    def _launch(self, entry: Entry, gate: Awaitable[bool] | None = None) -> None:
         entry.attempts += 1
         self._in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._attempt(entry))
+        task = asyncio.get_running_loop().create_task(self._attempt(entry, gate))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _attempt(self, entry: Entry) -> None:
+    async def _attempt(self, entry: Entry, gate: Awaitable[bool] | None = None) -> None:
+        if gate is not None:
+            try:
+                go = await gate
+            except asyncio.CancelledError:
+                self._unsent(entry, "not sent: cancelled before its attempt")
+                raise
+            except Exception as exc:  # noqa: BLE001 - the gate's failure: the provider was not called
+                go = False
+                log.error("channel %s: %s: before_attempt failed: %r", self.name, entry.message.id, exc)
+            if not go:
+                self._unsent(entry, "not sent: its attempt could not be recorded")
+                return
         try:
             result = await self.sender.send(entry.message)
         except asyncio.CancelledError:
@@ -519,6 +550,13 @@ class Pool:
             result = DeliveryResult.permanent(f"sender raised {type(exc).__name__}: {exc}")
         self._in_flight -= 1
         self._settle(entry, result)
+        self._wakeup.set()
+
+    def _unsent(self, entry: Entry, detail: str) -> None:
+        """A launched attempt that never called the sender: reported failed, retryable."""
+        self._in_flight -= 1
+        self._breaker.abandon_probe()
+        self._final(entry, DeliveryResult(outcome=Outcome.FAILED, detail=detail, retryable=True))
         self._wakeup.set()
 
     def _settle(self, entry: Entry, result: DeliveryResult) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 
 from channels._config import ChannelConfigError, TableReader
 from channels.outbox import OutboxOptions, OutboxSender
-from channels.pool import Pool, PoolClock, ResultCallback, StillWanted, default_burst
+from channels.pool import BeforeAttempt, Pool, PoolClock, ResultCallback, StillWanted, default_burst
 from channels.push import PushOptions, PushSender
 from channels.render import Renderer
 from channels.retry import RetryPolicy
@@ -191,6 +191,7 @@ def open_pool(
     sender: Sender | None = None,
     renderer: Renderer | None = None,
     rng: random.Random | None = None,
+    before_attempt: BeforeAttempt | None = None,
 ) -> Pool:
     """A :class:`Pool` configured from ``settings`` around ``sender`` (built from settings if None).
 
@@ -214,4 +215,5 @@ def open_pool(
         breaker_cooldown_s=settings.breaker_cooldown_s,
         on_uncertain=settings.on_uncertain,
         rng=rng,
+        before_attempt=before_attempt,
     )

@@ -70,6 +70,7 @@ class ChannelDispatcher:
             dispatcher.pools[name] = open_pool(
                 settings, clock=runtime.clock, on_result=dispatcher._on_result,
                 still_wanted=dispatcher._still_wanted, renderer=renderer,
+                before_attempt=dispatcher._before_attempt,
             )
         dispatcher._resolve_templates_dirs(base_dir or Path.cwd())
         return dispatcher
@@ -269,6 +270,12 @@ class ChannelDispatcher:
             if t0 is not None:
                 self.runtime.stats.record_queue_time(message.channel, t - t0)
         return reason
+
+    def _before_attempt(self, message: Message) -> asyncio.Future[bool] | None:
+        """The pool's first attempt at ``message``: the ledger marks it attempted (the provider is called
+        once that mark is durable); see :meth:`engine.intents.IntentLedger.attempt`."""
+        ledger = self.ledger
+        return None if ledger is None else ledger.attempt(message.key)  # type: ignore[no-any-return]
 
     def _on_result(self, message: Message, result: DeliveryResult) -> None:
         intent = self.inflight.pop(message.key, None)

@@ -8,23 +8,46 @@ the ledger is what remembers the key across the restart:
 =================  ==============================================  =======================================
 entry state        meaning                                         when the key is issued again
 =================  ==============================================  =======================================
-``pending``        recorded; the provider may have been called     *uncertain*: logged and counted, then the
-                                                                   channel's ``on_uncertain`` policy: skip
-                                                                   (default) or send again
+``pending``        recorded; the message waits in its channel's    sent (the provider was never called)
+                   queue (rate limit, pause, breaker, the
+                   provider's Retry-After): not handed to the
+                   provider yet
+``attempted``      the pool is calling the provider for the first  *uncertain*: logged and counted, then the
+                   time (marked durably before the call): it may   channel's ``on_uncertain`` policy: skip
+                   or may not have gone out                        (default) or send again
 ``done``           the provider answered (or the send was          never sent again; the stored outcome is
                    cancelled): the outcome is stored               handed to the actors (attribution, cap)
 ``unsent``         the engine stopped before trying (graceful      sent (it never went out)
                    stop with messages still queued)
 =================  ==============================================  =======================================
 
-Entries found ``pending`` or ``unsent`` at restore are resolved once restore is done
-(:meth:`IntentLedger.resolve`) even if their key is never issued again.
+Entries found ``pending``, ``attempted`` or ``unsent`` at restore are resolved once restore is done
+(:meth:`IntentLedger.resolve`) even if their key is never issued again. A ``pending`` or ``unsent`` one
+goes through its channel's pool again, which asks the runtime whether its cart still wants it (bought,
+cleared, opted out meanwhile: cancelled).
+
+Two phases. :meth:`IntentLedger.admit` records the key ``pending`` before the message enters its pool;
+right before the pool calls the provider for the message the first time (not for a retry), it asks
+:meth:`IntentLedger.attempt`, which queues the ``attempted`` mark on the journal and returns a gate the
+pool waits on before the call: the gate opens when the mark is durable (the marks of the messages
+dispatched together share one group commit). So after a crash only the messages whose provider call
+may have begun are uncertain; a backlog that was waiting in a queue is sent again, once. A retry after a
+transient failure is not marked again: it stays ``attempted`` (uncertain after a crash).
+
+Stored form: an entry is ``[1, key, intent fields, state, outcome, at, detail, invalidate, issue lsn,
+done lsn, reported, attempted]``; ``attempted`` is stored as state 0 (``pending``) with the last element
+true, so that an older engine reads it as ``pending`` (uncertain). An entry written before the
+``attempted`` element existed (state 0 and no element) may have been attempted: it loads as
+``attempted``, i.e. uncertain, as it always was.
 
 Ordering with the provider: :meth:`IntentLedger.admit` queues the record on the
 :class:`~engine.stores.journal.Journal` and holds the intent until the record is durable, then hands it
-to ``offer`` (the dispatcher's pool path). While the store is down intents go out at once, from memory:
-the engine keeps sending (issue 6), and such sends are counted as ``unrecorded`` (a crash during the
-outage may repeat them).
+to ``offer`` (the dispatcher's pool path); :meth:`IntentLedger.attempt` does the same for the
+``attempted`` mark, the pool holding the provider call. While the store is down intents go out at once,
+from memory, and so do their provider calls: the engine keeps sending (issue 6), and such sends are
+counted as ``unrecorded`` (records) and ``unmarked`` (provider calls); a crash during the outage may
+repeat them. When the journal's writer has stopped (the engine is going down) no provider is called for
+a message whose mark is not durable: the pool reports it not sent.
 
 Pruning. An entry is needed only while an actor could issue its key again, i.e. until a snapshot whose
 cart states are past the send is committed. So an entry is dropped when it is done and both its issue
@@ -37,25 +60,29 @@ still before it, and the cut after would prune the key.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import msgpack
+from msgspec import Raw
 
 from actors.effects import LogRecord, SendIntent
 from actors.packing import packb as _packb
 from actors.states import IN_RUN
 from engine.stores.base import CorruptStore, Sequence, partition_of
 
-__all__ = ["DONE", "PENDING", "UNSENT", "Entry", "IntentLedger"]
+__all__ = ["ATTEMPTED", "DONE", "PENDING", "UNSENT", "Entry", "IntentLedger"]
 
 log = logging.getLogger("cartwheel.intents")
 
-PENDING = 0  #: recorded; the provider may have been called
+PENDING = 0  #: recorded; the provider has not been called (the message waits in its channel's queue)
 DONE = 1  #: outcome known (sent, failed, cancelled, uncertain)
 UNSENT = 2  #: known not sent (the engine stopped with the message still queued)
-_STATE_NAMES = {PENDING: "pending", DONE: "done", UNSENT: "unsent"}
+ATTEMPTED = 3  #: the provider may have been called (stored as PENDING with the attempted element true)
+_STATE_NAMES = {PENDING: "pending", DONE: "done", UNSENT: "unsent", ATTEMPTED: "attempted"}
+_STORED_STATES = (PENDING, DONE, UNSENT)
 #: issue lsn of a loaded entry whose cart has not issued it again yet (stored as such). Not an lsn: a
 #: large sentinel once leaked into the restored lsn counter (restore takes the highest lsn it finds),
 #: after which every cut "covered" these entries and pruned them before their carts issued them again.
@@ -67,6 +94,8 @@ class Entry:
     """One intent in the ledger."""
 
     __slots__ = (
+        "_fields",
+        "_fields_of",
         "at",
         "detail",
         "done_lsn",
@@ -92,14 +121,22 @@ class Entry:
         self.part = part
         self.loaded = False  #: read from the store at restore (not issued by this process yet)
         self.reported = False  #: its outcome is already in this process's message log
+        self._fields: Raw | None = None  # the intent's fields packed, while the entry is written again and again
+        self._fields_of: SendIntent | None = None  # (the intent they were packed from)
 
     def pack(self) -> bytes:
         intent = self.intent
-        fields = {name: getattr(intent, name) for name in _FIELDS}
         # msgpack.packb's bytes through the actors' reusable encoder (on the loop's thread, as every
-        # caller is): an entry is packed when it is recorded and again when its outcome is.
-        return _packb([1, intent.key, fields, self.state, self.outcome, self.at, self.detail, self.invalidate,
-                       self.issue_lsn, self.done_lsn, self.reported])
+        # caller is). An entry is packed when it is recorded, attempted and done: the intent's fields,
+        # most of the bytes, are packed once (Raw: spliced in as they are).
+        fields = self._fields
+        if fields is None or self._fields_of is not intent:
+            fields = self._fields = Raw(_packb({name: getattr(intent, name) for name in _FIELDS}))
+            self._fields_of = intent
+        state = self.state
+        attempted = state == ATTEMPTED
+        return _packb([1, intent.key, fields, PENDING if attempted else state, self.outcome, self.at, self.detail,
+                       self.invalidate, self.issue_lsn, self.done_lsn, self.reported, attempted])
 
     @classmethod
     def unpack(cls, data: bytes, *, where: str, partitions: int) -> Entry:
@@ -107,7 +144,7 @@ class Entry:
         try:
             version, key, fields, state, outcome, at, detail, invalidate, issue_lsn, done_lsn, *more = msgpack.unpackb(
                 data, raw=False, strict_map_key=False)
-            if version != 1 or state not in _STATE_NAMES or not isinstance(fields, dict):
+            if version != 1 or state not in _STORED_STATES or not isinstance(fields, dict):
                 raise ValueError(f"version {version!r} state {state!r}")
             intent = SendIntent(**{name: fields[name] for name in _FIELDS if name in fields})
             if intent.key != key:
@@ -115,6 +152,10 @@ class Entry:
         except Exception as exc:  # noqa: BLE001 - stored bytes: any failure is corrupt data naming the key
             raise CorruptStore(f"{where}: not a cartwheel intent entry ({type(exc).__name__}: {exc})") from None
         entry = cls(intent, partition_of(intent.store, intent.cart, partitions), int(issue_lsn))
+        if state == PENDING and (len(more) < 2 or more[1]):
+            # attempted, or written before the attempted element existed (its provider may have been
+            # called): uncertain
+            state = ATTEMPTED
         entry.state = state
         entry.outcome = outcome
         entry.at = float(at)
@@ -122,7 +163,7 @@ class Entry:
         entry.invalidate = bool(invalidate)
         entry.done_lsn = int(done_lsn)
         entry.loaded = True
-        entry.reported = bool(more[0]) if more and state == PENDING else False  # an uncertain one already reported
+        entry.reported = bool(more[0]) if more and state == ATTEMPTED else False  # an uncertain one already reported
         return entry
 
     def __repr__(self) -> str:
@@ -155,7 +196,13 @@ class IntentLedger:
         self._waiting = 0
         #: keys loaded as issued again whose stored entry still has its old issue lsn (see :meth:`marks`)
         self._unmarked: set[str] = set()
+        #: journal group future -> [the gate of the first attempts whose mark is in that group, how many]
+        self._gates: dict[asyncio.Future[None], list[Any]] = {}
+        self._halted = False  #: the journal's writer stopped: no mark becomes durable any more
+        journal.on_stopped.append(self._journal_stopped)
         self.recorded = 0  # counters (stats)
+        self.attempted = 0
+        self.unmarked = 0
         self.suppressed = 0
         self.uncertain = 0
         self.resent = 0
@@ -210,8 +257,58 @@ class IntentLedger:
             if intent is not None and self.offer is not None:
                 self.offer(intent)
 
+    def attempt(self, key: str) -> asyncio.Future[bool] | None:
+        """A pool is about to call the provider for ``key``'s message the first time: mark it attempted.
+
+        Returns:
+            None: call it now (no entry to mark, already marked, or the store is down: from memory).
+            Otherwise a future the pool awaits before the call: True once the mark is durable (or the
+            store went down meanwhile), False when it never will be (the journal's writer stopped: the
+            engine is going down) and the provider must not be called.
+        """
+        entry = self.entries.get(key)
+        if entry is None or entry.state != PENDING:
+            return None
+        if self._halted:
+            gate: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            gate.set_result(False)
+            return gate
+        entry.state = ATTEMPTED
+        future = self.journal.add_ledger(self.seq.next(), entry.part, key.encode(), entry.pack())
+        self.attempted += 1
+        if not self.journal.health.up:
+            self.unmarked += 1
+            return None  # the store is down: call the provider from memory (the mark is written when it is back)
+        waiting = self._gates.get(future)  # one gate per journal group: a dispatch batch's marks open together
+        if waiting is None:
+            waiting = self._gates[future] = [asyncio.get_running_loop().create_future(), 0]
+            future.add_done_callback(self._marked)
+        waiting[1] += 1
+        return waiting[0]  # type: ignore[no-any-return]
+
+    def _marked(self, future: asyncio.Future[None]) -> None:
+        """A journal group holding attempted marks is durable (or failed: the store is down): open its gate."""
+        waiting = self._gates.pop(future, None)
+        if waiting is not None and not waiting[0].done():
+            waiting[0].set_result(True)
+
+    def _journal_stopped(self) -> None:
+        """The journal's writer stopped (engine stopping, or a crash): marks still queued never become
+        durable; the provider calls waiting for them do not happen (their stored entries stay pending:
+        sent after the restart)."""
+        self._halted = True
+        gates, self._gates = self._gates, {}
+        for gate, _n in gates.values():
+            if not gate.done():
+                gate.set_result(False)
+
     def release_all(self) -> None:
-        """The store went down: stop waiting for records, send what was held (from memory)."""
+        """The store went down: stop waiting for records and marks, send what was held (from memory)."""
+        gates, self._gates = self._gates, {}
+        for gate, n in gates.values():
+            if not gate.done():
+                self.unmarked += n
+                gate.set_result(True)
         if self.holding:
             return
         held, self._held = self._held, {}
@@ -240,12 +337,12 @@ class IntentLedger:
         if not entry.loaded:
             log.warning("intent %s issued twice in one process; the second is dropped", intent.key)
             return False
-        if state == UNSENT:
+        if state == UNSENT or state == PENDING:  # never handed to the provider: send it
             entry.loaded = False
             entry.intent = intent
             self.resent += 1
             return self._record(entry)
-        return self._uncertain(entry, intent)  # pending before the restart
+        return self._uncertain(entry, intent)  # attempted before the restart
 
     def _report_uncertain(self, entry: Entry) -> None:
         """Log and count a send whose outcome is unknown (once per entry)."""
@@ -262,11 +359,11 @@ class IntentLedger:
             reason=f"outcome unknown after a restart; {action}",
         ))
         log.warning("intent %s: outcome unknown after a restart; %s", intent.key, action)
-        if entry.state == PENDING:  # remember the report, so that another restart does not repeat it
+        if entry.state == ATTEMPTED:  # remember the report, so that another restart does not repeat it
             self.journal.add_ledger(self.seq.next(), entry.part, intent.key.encode(), entry.pack())
 
     def _uncertain(self, entry: Entry, intent: SendIntent) -> bool:
-        """A pending entry from before the restart: report it, then apply the channel's policy.
+        """An attempted entry from before the restart: report it, then apply the channel's policy.
 
         Returns True when the caller sends ``intent`` now (resend, store down).
         """
@@ -303,6 +400,7 @@ class IntentLedger:
         entry.invalidate = invalidate
         entry.done_lsn = self.seq.next()
         self.journal.add_ledger(entry.done_lsn, entry.part, entry.intent.key.encode(), entry.pack())
+        entry._fields = entry._fields_of = None  # written for the last time (but by a full rewrite)
 
     # ------------------------------------------------------------------ restore
     def load(self, entries: list[Entry], cut: int) -> None:
@@ -330,11 +428,12 @@ class IntentLedger:
                                invalidate_contact=entry.invalidate)
 
     def resolve(self) -> tuple[int, int]:
-        """After restore: report every entry still pending (uncertain) and act on what cannot wait.
+        """After restore: report every entry still attempted (uncertain) and act on what cannot wait.
 
-        An entry whose send is covered by the restored carts (their state is past it) gets its
-        channel's policy now: skip, or send again; an unsent one is sent. An entry the restored carts
-        will issue again (their snapshot predates it) is reported now and handled when it is issued.
+        An entry whose send is covered by the restored carts (their state is past it) is handled now:
+        an attempted one gets its channel's policy (skip, or send again); a pending or unsent one (never
+        handed to the provider) is sent. An entry the restored carts will issue again (their snapshot
+        predates it) is handled when it is issued; an attempted one is reported now.
 
         Returns ``(uncertain, resent)`` counts of this call.
         """
@@ -342,14 +441,14 @@ class IntentLedger:
         for entry in list(self.entries.values()):
             if not entry.loaded or entry.state == DONE:
                 continue
-            if entry.state == PENDING:
+            if entry.state == ATTEMPTED:
                 uncertain += 1
                 self._report_uncertain(entry)
             if entry.issue_lsn == _UNCONSUMED:
                 continue  # its cart issues it again when its timer fires: _again decides then
-            if entry.state == PENDING:
+            if entry.state == ATTEMPTED:
                 send_now = self._uncertain(entry, entry.intent)
-            else:  # UNSENT
+            else:  # PENDING or UNSENT: never handed to the provider
                 entry.loaded = False
                 self.resent += 1
                 send_now = self._record(entry)
@@ -422,8 +521,8 @@ class IntentLedger:
     def statistics(self) -> dict[str, int]:
         return {
             "entries": len(self.entries), "waiting": len(self._held), "recorded": self.recorded,
-            "suppressed": self.suppressed, "uncertain": self.uncertain, "resent": self.resent,
-            "unrecorded": self.unrecorded, "pruned": self.pruned,
+            "attempted": self.attempted, "suppressed": self.suppressed, "uncertain": self.uncertain,
+            "resent": self.resent, "unrecorded": self.unrecorded, "unmarked": self.unmarked, "pruned": self.pruned,
         }
 
     def __repr__(self) -> str:

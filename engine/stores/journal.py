@@ -144,6 +144,8 @@ class Journal:
         self.need_full: Any = None  # callable(): ask the snapshotter for a full snapshot
         self.verify: Any = None  # async callable(): check the store still holds our data (after an outage)
         self.on_lost: Any = None  # callable(): the store lost our data (the snapshotter rewrites everything)
+        #: callables run once the writer task has ended (close, or a crash): nothing queued becomes durable
+        self.on_stopped: list[Any] = []
         self._last_batch: asyncio.Future[None] | None = None
         self.last_batch_lsn = 0  #: lsn of the newest journal batch
         self._durable_waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -271,6 +273,11 @@ class Journal:
     # ------------------------------------------------------------------ the writer
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="cartwheel-journal")
+        self._task.add_done_callback(self._writer_ended)
+
+    def _writer_ended(self, _task: asyncio.Task[None]) -> None:
+        for callback in self.on_stopped:
+            callback()
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Flush what is queued (bounded by ``timeout_s``), then stop the writer."""

@@ -491,3 +491,41 @@ def test_a_long_back_off_does_not_end_other_recipients_spacing_early() -> None:
         sched.hold_recipient("s", f"q{i}", now + 7400, now + 7300)
     assert sched.pair_free_at(SimpleNamespace(store="s", to="victim"), now + 7300) is None  # type: ignore[arg-type]
     assert len(sched._pair_next) < 4200
+
+
+async def test_before_attempt_holds_the_first_call_only_and_a_refusal_sends_nothing(clock, results, make_message):
+    """``before_attempt`` is asked once per message, before its first provider call (a retry is not asked
+    again); the call waits until its awaitable says True; False: never sent, reported failed and
+    retryable (not sent)."""
+    sink = SinkSender()
+    asked: list[str] = []
+    gates: dict[str, asyncio.Future[bool]] = {}
+
+    def before_attempt(message: Message) -> asyncio.Future[bool] | None:
+        asked.append(message.id)
+        if message.id == "direct":
+            return None
+        gates[message.id] = asyncio.get_running_loop().create_future()
+        return gates[message.id]
+
+    pool = new_pool(sink, clock, results, before_attempt=before_attempt)
+    await pool.start()
+    for mid in ("retried", "refused", "direct"):
+        pool.offer(make_message(id=mid))
+    await asyncio.sleep(0.01)
+    assert asked == ["retried", "refused", "direct"]
+    assert sink.ids() == ["direct"]  # the other two wait for their marks
+    assert pool.statistics().in_flight == 2  # (holding their concurrency slots)
+    sink.script.append(DeliveryResult.transient("HTTP 503"))  # the next answer
+    gates["retried"].set_result(True)
+    gates["refused"].set_result(False)
+    await pool.wait_idle()
+    assert sink.ids() == ["direct", "retried"]  # 503: retried later
+    refused = results.of("refused")
+    assert str(refused.outcome) == "failed" and refused.retryable and refused.detail.startswith("not sent")
+    clock.advance(1.0)
+    await pool.wait_idle()
+    assert sink.ids() == ["direct", "retried", "retried"]
+    assert asked == ["retried", "refused", "direct"]  # the retry was not asked about
+    assert str(results.of("retried").outcome) == "sent"
+    await pool.stop()

@@ -190,6 +190,55 @@ async def crash(engine: Engine) -> None:
     await engine.store.close()
 
 
+class HoldingSender:
+    """Wraps a pool's sender: the calls from the ``hold_from``-th on (1: every one) do not answer until
+    :attr:`release` is set, then answer "uncertain" (the connection went with the process); the ones
+    before go to the wrapped sender. :attr:`held` lists the keys of the calls under way."""
+
+    def __init__(self, inner: Any, *, hold_from: int = 1) -> None:
+        self.inner = inner
+        self.hold_from = hold_from
+        self.calls = 0
+        self.held: list[str] = []
+        self.release = asyncio.Event()
+
+    async def send(self, message: Any) -> Any:
+        from channels import DeliveryResult
+
+        self.calls += 1
+        if self.calls < self.hold_from:
+            return await self.inner.send(message)
+        self.held.append(message.key)
+        await self.release.wait()
+        return DeliveryResult.uncertain("connection lost")
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def hold_sends(engine: Engine, channel: str, *, hold_from: int = 1) -> HoldingSender:
+    """Make ``channel``'s provider calls of ``engine`` hang from the ``hold_from``-th on (see HoldingSender)."""
+    pool = engine.dispatcher.pools[channel]  # type: ignore[union-attr]
+    holder = HoldingSender(pool.sender, hold_from=hold_from)
+    pool.sender = holder
+    return holder
+
+
+async def crash_in_flight(engine: Engine, holder: HoldingSender, *tasks: asyncio.Task[Any]) -> None:
+    """:func:`crash` with provider calls under way (``holder``'s): ``tasks`` (a ``clock advance`` waiting
+    for them) are cancelled; the calls answer only once the journal's writer is gone, so that nothing about
+    them becomes durable, as with ``kill -9``."""
+    for task in tasks:
+        await cancel_and_wait(task)
+    crashing = asyncio.get_running_loop().create_task(crash(engine))
+    await async_wait_until(lambda: engine.journal._task is None, what="the journal writer to stop")
+    holder.release.set()
+    await crashing
+
+
 @pytest.fixture
 async def engines() -> AsyncIterator[list[Engine]]:
     """Engines a test starts; stopped (gracefully) at the end unless the test crashed them."""

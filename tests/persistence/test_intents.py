@@ -1,12 +1,21 @@
 """The send-intent ledger across restarts: completed keys never go twice, unknown outcomes are reported."""
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.persistence.conftest import crash, engine_config, outbox_lines, start_engine
+from tests.persistence.conftest import (
+    async_wait_until,
+    crash,
+    crash_in_flight,
+    engine_config,
+    hold_sends,
+    outbox_lines,
+    start_engine,
+)
 from tests.persistence.helpers import HOUR, cart_event, feed
 
 
@@ -74,11 +83,11 @@ async def test_unknown_outcomes_are_reported_and_skipped(store_url: str, tmp_pat
     for i in range(20):
         await feed(a, cart_event(f"c{i}"))
     await a.sync()
-    a.pause_channel("email", True)  # intents are recorded, handed to the pool, and held there
-    await a.runtime.advance_clock(1.5 * HOUR)
-    await a.journal.flush()
+    holder = hold_sends(a, "email")  # every provider call hangs: 20 under way at the crash
+    advance = asyncio.get_running_loop().create_task(a.runtime.advance_clock(1.5 * HOUR))
+    await async_wait_until(lambda: len(holder.held) == 20, what="20 provider calls under way")
     assert a.ledger.statistics()["entries"] == 20
-    await crash(a)  # recorded, never marked done: the provider may or may not have been called
+    await crash_in_flight(a, holder, advance)  # attempted, never done: the provider may have sent them
     assert _keys(tmp_path) == Counter()
 
     b = await start_engine(engines, config, tmp_path)
@@ -102,10 +111,10 @@ async def test_unknown_outcomes_are_sent_again_with_resend(store_url: str, tmp_p
     for i in range(10):
         await feed(a, cart_event(f"c{i}"))
     await a.sync()  # the carts are durable (snapshot mode), their sends are not
-    a.pause_channel("email", True)
-    await a.runtime.advance_clock(1.5 * HOUR)
-    await a.journal.flush()
-    await crash(a)
+    holder = hold_sends(a, "email")
+    advance = asyncio.get_running_loop().create_task(a.runtime.advance_clock(1.5 * HOUR))
+    await async_wait_until(lambda: len(holder.held) == 10, what="10 provider calls under way")
+    await crash_in_flight(a, holder, advance)
     b = await start_engine(engines, config, tmp_path)
     assert b.ledger.uncertain == 10  # reported at restart
     await b.runtime.advance_clock(2 * HOUR)  # sent again when the restored carts reach the step
