@@ -130,6 +130,9 @@ TAG_PURGE = 3  #: a final cart's tombstone may be dropped
 NONEMPTY = 1  #: the cart has at least one item
 HIGH_INTENT = 2  #: checkout.started was seen
 PAYMENT_FAILED = 4  #: payment.failed was seen
+#: the current run resumed a paused one (:meth:`CartActor._abandon`): its last message may be an earlier
+#: run's of the same recovery attempt, which a further pause and abandonment resumes after as well
+RESUMED = 8
 
 _EMPTY_BLOB = _packb([[], 0.0, None, None])
 
@@ -268,7 +271,7 @@ class CartActor:
         profile: the shopper's profile id (in ``store.profiles``), or None.
         blob: packed ``[items, value, currency, checkout_url]``.
         state: a :class:`CartState`.
-        flags: bit set (non-empty, high intent, payment failed).
+        flags: bit set (non-empty, high intent, payment failed, the run resumed a paused one).
         seen: the cart's clock: the latest effective event time (unix seconds).
         due: due time of the pending timer (unix seconds), None when there is none.
         timer: the runtime's wheel handle; never read by the actor.
@@ -429,18 +432,22 @@ class CartActor:
         if since is not None and at < since + self.store.flow.expire_after_s:  # a paused run resumes
             effects.append((METRIC, "resumed", 1))
             touch = self.touch
-            if touch is not None and touch[0] == old_run:
+            # the last message went out in the paused run, or (a run that resumed one itself, paused again
+            # before its next message) in the run it resumed: the same recovery attempt
+            if touch is not None and (touch[0] == old_run or self.flags & RESUMED):
                 done = 0
                 for after_s, step_no, _ in self.store.schedule:
                     done |= 1 << (step_no - 1)
                     if step_no == touch[1]:
                         self.done = done
                         self.since = at - after_s
+                        self.flags |= RESUMED
                         return
         else:
             effects.append((METRIC, "abandoned", 1))
             if self.flags & PAYMENT_FAILED:
                 effects.append((METRIC, "abandoned.payment_failed", 1))
+        self.flags &= ~RESUMED
         self.done = 0
         self.since = at
 
@@ -513,6 +520,7 @@ class CartActor:
         """
         self.since = None
         self.done = 0
+        self.flags &= ~RESUMED  # the attempt is over: its last message is no later run's to resume after
         if self.run == 0 and not tombstone:
             self._disarm(effects)
         else:

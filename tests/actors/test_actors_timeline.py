@@ -454,3 +454,25 @@ def test_timers_firing_a_hair_early_do_not_spin() -> None:
     ]
     assert sim.fired == 7  # 1h, 1h30 (postponed), 4h, 09:00, 24h, 40h, 48h: no re-arm loops
     assert sim.metrics["expired"] == 1
+
+
+def test_a_resumed_run_paused_again_before_its_next_message_resumes_again() -> None:
+    """Back after the 1 h reminder, gone again (run 2 resumes after it), back once more before run 2's
+    first message and gone again: run 3 goes on after the 1 h reminder too. The paused run sent nothing
+    itself, but it is the same recovery attempt, whose last message is run 1's: the shopper must not get
+    the 1 h reminder (and then the incentive email) a second time."""
+    reg = make_registry({"demo": demo_store()})
+    t0 = at("2024-05-15 10:00", MADRID)  # a Wednesday, inside the WhatsApp window
+    sim = Sim(reg, t0)
+    sim.apply(cart_event(prof=full_profile()))
+    sim.apply({"type": "session.ended", "store": "demo", "cart": "c1"})
+    sim.advance(t0 + 70 * MIN)  # step 1 sent at 11:00
+    sim.apply(cart_event(prof=full_profile()), t0 + 70 * MIN)  # back: run 1 pauses
+    sim.advance(t0 + 105 * MIN)  # abandoned again at 11:40: run 2 resumes, WhatsApp due at 12:10
+    sim.apply(cart_event(prof=full_profile()), t0 + 105 * MIN)  # back before it: run 2 pauses
+    sim.advance(t0 + 60 * HOUR)  # abandoned again at 12:15: run 3
+    assert sim.metrics["abandoned"] == 1 and sim.metrics["resumed"] == 2
+    steps = [(step, channel) for _, _, step, channel in sim.sent()]
+    assert steps.count((1, "email")) == 1 and steps.count((3, "email")) == 1, sim.sent()
+    again = t0 + 135 * MIN
+    assert sim.sent()[2] == (again + 30 * MIN, 3, 2, "whatsapp")
