@@ -53,7 +53,8 @@ Pruning. An entry is needed only while an actor could issue its key again, i.e. 
 cart states are past the send is committed. So an entry is dropped when it is done and both its issue
 and its outcome are covered by a committed cut (:meth:`prunable`). Entries loaded at restore whose
 issue is *not* covered by the snapshot they were restored with are kept until their key is issued again
-(or their cart's run is over): the cart will issue them again when its timer fires. Such an entry is
+(or their cart's run is over; for a cart the restore did not bring back, whose events the client sends
+again, until an attribution window after the send): the cart will issue them again when its timer fires. Such an entry is
 stored as such (issue lsn ``-1``) by the first cut after the restore (:meth:`marks`): that cut covers
 the lsn the entry was stored with, so a restore from it would take the send as covered by carts that are
 still before it, and the cut after would prune the key.
@@ -463,12 +464,15 @@ class IntentLedger:
         """Keys that a committed cut up to ``cut`` makes unnecessary (partition -> keys).
 
         Also drops entries whose cart can no longer issue them although their issue was not covered:
-        the cart is gone (a reused cart id must never find an old key here), or it is past the entry's
+        the cart is gone and its id may have been reused (a reused cart id must never find an old key
+        here: an attribution window after the send; until then a cart the restore did not bring back is
+        one whose events the client sends again after the crash), or it is past the entry's
         run (a later run, or the same run over: final, or active again). A cart restored from before the
         send (an earlier run, or the same run before the step) will issue the key again: its entry stays.
         """
         out: dict[int, list[bytes]] = {}
         registry = self.runtime.registry
+        now = self.runtime.now()
         dirty = self.runtime.dirty  # carts changed since the cut
         for entry in self.entries.values():
             if entry.state != DONE:
@@ -480,7 +484,16 @@ class IntentLedger:
                 if dirty is not None and (intent.store, intent.cart) in dirty:
                     continue  # changed since the cut: its state now is not the one the cut holds
                 actor = registry.cart(intent.store, intent.cart)
-                if actor is None or actor.run > intent.run or (actor.run == intent.run and actor.state not in IN_RUN):
+                if actor is None:
+                    # Gone, or not restored at all: its events came after the client's last sync (snapshot
+                    # durability) and the client re-sends them, recreating the cart, which issues the key
+                    # again. Kept while the cart id cannot have been reused: a cart that issued a send keeps
+                    # its tombstone (its run counter) at least an attribution window after its run ended.
+                    rules = registry.stores.get(intent.store)
+                    if rules is not None and now < intent.created_at + rules.flow.attribution_window_s:
+                        continue
+                    out.setdefault(entry.part, []).append(intent.key.encode())
+                elif actor.run > intent.run or (actor.run == intent.run and actor.state not in IN_RUN):
                     out.setdefault(entry.part, []).append(intent.key.encode())
             elif entry.issue_lsn <= cut and entry.done_lsn <= cut:
                 out.setdefault(entry.part, []).append(entry.intent.key.encode())

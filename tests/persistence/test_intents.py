@@ -187,3 +187,32 @@ async def test_a_cut_soon_after_a_restart_keeps_the_keys_through_the_next_restar
     keys = _keys(tmp_path)
     assert len(keys) == 5 and max(keys.values()) == 1, keys
     assert c.ledger.suppressed == 5
+
+
+async def test_a_cart_lost_with_the_crash_and_sent_again_by_the_client_does_not_repeat_its_sends(
+        store_url: str, tmp_path: Path, engines: list) -> None:
+    """Snapshot durability: the carts' events came after the last ``sync``, so the crash loses them (the
+    client re-sends them, as it must), but the sends they led to are recorded in the ledger. A cut taken
+    after the restart, before the client's re-send arrives (``snapshot_interval``, 5 s by default), must
+    keep those keys: the re-sent events recreate the carts, which issue the same keys again."""
+    from tests.persistence.conftest import START
+
+    config = engine_config(tmp_path, store_url)
+    a = await start_engine(engines, config, tmp_path)
+    events = [cart_event(f"c{i}", id=f"e{i}", ts=START) for i in range(5)]
+    await a.sync()
+    for event in events:
+        await feed(a, dict(event))  # never synced: at risk
+    await a.runtime.advance_clock(2 * HOUR)  # 5 step-1 emails out; no snapshot since
+    assert len(_keys(tmp_path)) == 5
+    await a.journal.flush()  # (the ledger's records are durable before a send goes out)
+    await crash(a)
+
+    b = await start_engine(engines, config, tmp_path)
+    assert len(b.registry) == 0  # the carts were never durable
+    await b.sync()  # the periodic cut, before the client's re-send
+    for event in events:
+        await feed(b, dict(event))  # the client re-sends what followed its last sync
+    await b.runtime.advance_clock(2 * HOUR)
+    keys = _keys(tmp_path)
+    assert max(keys.values()) == 1, keys
