@@ -221,7 +221,7 @@ class AdminCommands:
     async def cmd_cancel(self, args: list[str]) -> dict[str, Any]:
         """cancel STORE CART — stop a cart's recovery run (queued sends cancelled; logged as cancelled). The run
         ends as an expired one, so an order that follows is still credited to its messages; stats count it
-        as ``stopped``."""
+        as ``stopped``. Answered once the stop is durable (journaled, or in a committed cut)."""
         if len(args) != 2:
             raise CommandError("usage: cancel STORE CART")
         async with self._mutate:
@@ -234,13 +234,25 @@ class AdminCommands:
             profile = actor.profile
             # The run ends at once as an expired one (a later order is still attributed to its messages):
             # postponed sends are cancelled, and everything queued in the pools through still_wanted.
-            runtime.apply_event({"type": STOP_EVENT, "store": actor.store.id, "cart": actor.cart, "ts": now}, now)
+            event = {"type": STOP_EVENT, "store": actor.store.id, "cart": actor.cart, "ts": now}
+            engine = self.engine
+            if getattr(engine, "journaling", False):
+                engine._apply_journaled(event, now)  # journaled as an ingest frame is: a restart replays it
+                engine.journal.barrier()
+            else:
+                runtime.apply_event(event, now)
             runtime.record(LogRecord(
                 id=f"{actor.store.id}:{actor.cart}:{run}:cancel", at=now, store=actor.store.id, cart=actor.cart,
                 profile=profile, run=run, step=None, channel=None,
                 outcome="cancelled", reason="cancelled by operator",
             ))
         log.info("admin: cancelled run %d of cart %s/%s", run, args[0], args[1])
+        # Answer once the stop is durable, as a ``sync`` frame is: a crash right after the reply must not
+        # bring the run back (and send its next messages).
+        try:
+            await self.engine.sync()
+        except Exception as exc:  # noqa: BLE001 - StoreError or a timeout: named in the reply
+            raise CommandError(f"run {run} of cart {args[1]!r} cancelled, but not durable yet: {exc}") from None
         return {"store": args[0], "cart": args[1], "run": run, "cancelled": True}
 
     async def cmd_snapshot(self, args: list[str]) -> dict[str, Any]:
