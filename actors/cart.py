@@ -435,14 +435,33 @@ class CartActor:
             # the last message went out in the paused run, or (a run that resumed one itself, paused again
             # before its next message) in the run it resumed: the same recovery attempt
             if touch is not None and (touch[0] == old_run or self.flags & RESUMED):
-                done = 0
-                for after_s, step_no, _ in self.store.schedule:
-                    done |= 1 << (step_no - 1)
-                    if step_no == touch[1]:
-                        self.done = done
-                        self.since = at - after_s
-                        self.flags |= RESUMED
-                        return
+                # The steps sent: the last message's, and the one before it when of the same run. Both
+                # count because a restart with another whatsapp_delay may have reordered the schedule
+                # since: the last message's step may now come before the other (6 h -> 1 h 30: step 2
+                # was sent after step 3, and now precedes it). Resume after the later of them.
+                # Of the steps before it, only those the paused run handled: a step the new order moved
+                # ahead of it (1 h 30 -> 6 h: step 3 now precedes step 2) was never reached; it goes next.
+                # (The one before it counts when it belongs to the same attempt: the same run, or the run
+                # that the paused one resumed.)
+                same_attempt = len(touch) > 4 and (touch[4] == touch[0] or (
+                    touch[0] == old_run and self.flags & RESUMED and touch[4] == old_run - 1))
+                sent = (touch[1], touch[5]) if same_attempt else (touch[1],)
+                schedule = self.store.schedule
+                last = -1
+                for i, entry in enumerate(schedule):
+                    if entry[1] in sent:
+                        last = i
+                if last >= 0:
+                    handled = self.done
+                    done = 0
+                    for _, step_no, _ in schedule[:last + 1]:
+                        bit = 1 << (step_no - 1)
+                        if handled & bit or step_no in sent:
+                            done |= bit
+                    self.done = done
+                    self.since = at - schedule[last][0]
+                    self.flags |= RESUMED
+                    return
         else:
             effects.append((METRIC, "abandoned", 1))
             if self.flags & PAYMENT_FAILED:

@@ -476,7 +476,13 @@ class Registry:
             return
         t_run, t_step, t_channel = touch[0], touch[1], touch[2]
         schedule = actor.store.schedule
-        if (t_run, _place(schedule, t_step)) > (intent.run, _place(schedule, intent.step)):
+        mine = (intent.run, _place(schedule, intent.step))
+        if (t_run, _place(schedule, t_step)) > mine:
+            # An earlier step's message: it may still be the one before the last (a late delivery, or a
+            # whatsapp_delay changed during the run, which reorders the steps; a resumed run needs to
+            # know that it went out: CartActor._abandon).
+            if len(touch) <= 4 or (touch[4], _place(schedule, touch[5])) < mine:
+                actor.touch = touch[:4] + last
             return
         if (t_run, t_step) == (intent.run, intent.step):
             steps = actor.store.flow.steps

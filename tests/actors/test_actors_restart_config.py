@@ -150,21 +150,45 @@ def test_a_kept_profile_whose_snapshot_still_counts_a_cart_that_is_gone_stays() 
     assert len(book) == 2  # (the old registry's book, untouched)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a resumed run skips the steps placed before the last message in the *current* schedule; after a restart "
-    "that moved the WhatsApp step (whatsapp_delay), steps sent before it in the old order are sent again. "
-    "The cart records the steps its run handled, not which went out: needs a design decision (a sent-steps "
-    "mask in the run, or resuming after every handled step)"))
 @pytest.mark.parametrize("bulk", [False, True], ids=["load_cart", "chunks"])
 def test_a_paused_run_resumed_after_whatsapp_delay_moved_back_does_not_repeat_the_incentive(bulk: bool) -> None:
     """README: "a restart with another whatsapp_delay neither repeats a step nor skips one". With 6 h the
     shopper got step 1 (1 h), step 3 (the 4 h incentive) and then step 2 (WhatsApp at 6 h), came back (the
     run pauses) and the engine restarted with the default 1 h 30. The next abandonment resumes after the
-    last message, WhatsApp step 2, which the new order places before step 3: the incentive goes again."""
+    later, in the new order, of the last two messages (steps 2 and 3): not after step 2 alone, which
+    the new order places before step 3 (the incentive went again)."""
     six = {**BASE, "whatsapp_delay": "6h"}
     sim = _abandoned(six, T0 + 7 * HOUR)
     assert _sent(sim) == [(1.0, 1, "email"), (4.0, 3, "email"), (6.0, 2, "whatsapp")]
     sim.apply(cart_event(prof=profile(phone="+34600111222")), T0 + 7 * HOUR)  # back: the run pauses
     new = _restore(sim.reg, BASE, sim.now, bulk=bulk)
     new.advance(T0 + 60 * HOUR)  # abandoned again at 7 h 30: resumes after step 2
+    assert [step for _, step, _ in _sent(new)] == [4, 5]
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["load_cart", "chunks"])
+def test_a_paused_run_resumed_after_whatsapp_delay_moved_later_does_not_skip_the_incentive(bulk: bool) -> None:
+    """The other way: with 1 h 30 the shopper got steps 1 and 2 (WhatsApp), came back at 2 h, and the
+    engine restarted with 6 h, which places step 3 (the 4 h incentive) before step 2. The resumed run
+    does not skip it: it was never reached (overdue in the resumed run's clock, it goes at once)."""
+    sim = _abandoned(BASE, T0 + 2 * HOUR)
+    assert _sent(sim) == [(1.0, 1, "email"), (1.5, 2, "whatsapp")]
+    sim.apply(cart_event(prof=profile(phone="+34600111222")), T0 + 2 * HOUR)
+    new = _restore(sim.reg, {**BASE, "whatsapp_delay": "6h"}, sim.now, bulk=bulk)
+    new.advance(T0 + 60 * HOUR)  # abandoned again at 2 h 30; the run's start: 6 h (step 2's turn) before
+    assert _sent(new) == [(2.5, 3, "email"), (20.5, 4, "email"), (36.5, 5, "email")]
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["load_cart", "chunks"])
+def test_a_run_reordered_twice_while_under_way_then_resumed_repeats_nothing(bulk: bool) -> None:
+    """With 1 h 30 the run sends steps 1 and 2; a restart with 6 h; step 3 goes at 4 h (under 6 h it
+    counts as *before* step 2, so the cart's last-message record kept step 2 and dropped step 3); the
+    shopper comes back; a restart with 1 h 30 again; the resumed run must not send step 3 again."""
+    sim = _abandoned(BASE, T0 + 2 * HOUR)
+    mid = _restore(sim.reg, {**BASE, "whatsapp_delay": "6h"}, sim.now, bulk=bulk)
+    mid.advance(T0 + 5 * HOUR)
+    assert _sent(sim) + _sent(mid) == [(1.0, 1, "email"), (1.5, 2, "whatsapp"), (4.0, 3, "email")]
+    mid.apply(cart_event(prof=profile(phone="+34600111222")), T0 + 5 * HOUR)  # back: the run pauses
+    new = _restore(mid.reg, BASE, mid.now, bulk=bulk)
+    new.advance(T0 + 60 * HOUR)  # abandoned again at 5 h 30: resumes after step 3
     assert [step for _, step, _ in _sent(new)] == [4, 5]

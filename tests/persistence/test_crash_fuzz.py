@@ -20,9 +20,9 @@ from tests.persistence import fuzzkit
 from tests.persistence.conftest import RedisServer
 from tests.persistence.crashkit import EngineProcess, delivered, final_state, free_port
 
-# 90m -> 6h -> 6h -> 6h: moving the WhatsApp step back before the 4 h one while a run is paused repeats a
-# step (tests/actors/test_actors_restart_config.py, xfail); this order keeps the invariants checkable
-DELAYS = (None, "6h", "6h", "6h")
+# 90m -> 6h -> 2h -> 90m: the WhatsApp step moves after the 4 h one and back, during runs and pauses
+# (tests/actors/test_actors_restart_config.py has the reduced cases)
+DELAYS = fuzzkit.DELAYS
 PLAN = fuzzkit.workload(4, 60, delays=DELAYS)
 
 
