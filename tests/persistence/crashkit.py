@@ -108,8 +108,15 @@ def workload(n_carts: int = 300, seed: int = 7) -> list[Step]:
     return steps
 
 
-def write_config(directory: Path, *, store: str, durability: str, port: int, snapshot_interval: str = "300ms") -> Path:
+def write_config(directory: Path, *, store: str, durability: str, port: int, snapshot_interval: str = "300ms",
+                 engine: str = "", shop: str = "", channels: str | None = None) -> Path:
+    """The crash tests' ``cartwheel.toml``: ingest on ``port`` (TCP only), manual clock, store ``shop1``.
+    ``engine`` and ``shop`` are more lines for ``[engine]`` and ``[stores.shop1]``; ``channels`` the
+    ``[channels.*]`` tables (default: email and push into ``directory/outbox``)."""
     cfg = directory / "cartwheel.toml"
+    if channels is None:
+        channels = "".join(f'\n[channels.{name}]\nkind = "outbox"\ndir = "{directory / "outbox"}"\n'
+                           for name in ("email", "push"))
     cfg.write_text(f'''
 [engine]
 ingest_tcp = "127.0.0.1:{port}"
@@ -121,19 +128,11 @@ snapshot_interval = "{snapshot_interval}"
 sync_timeout = "5s"
 clock = "manual"
 clock_start = {START}
-
+{engine}
 [stores.shop1]
 name = "Acme"
 timezone = "UTC"
-
-[channels.email]
-kind = "outbox"
-dir = "{directory / 'outbox'}"
-
-[channels.push]
-kind = "outbox"
-dir = "{directory / 'outbox'}"
-''')
+{shop}{channels}''')
     return cfg
 
 

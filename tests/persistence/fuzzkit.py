@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.persistence.crashkit import HOUR, MIN, START, Died, Driver, EngineProcess, Step
+from tests.persistence.crashkit import HOUR, START, Died, Driver, EngineProcess, Step
+from tests.persistence.crashkit import write_config as crashkit_write_config
 
 #: whatsapp_delay values the restarts walk through (None: the flow's 1 h 30)
 DELAYS = (None, "6h", "2h", None)
@@ -179,40 +180,14 @@ def workload(seed: int, n_carts: int = 120, *, delays: tuple[str | None, ...] = 
 
 def write_config(directory: Path, *, store: str, durability: str, port: int, whatsapp_delay: str | None = None,
                  snapshot_interval: str = "300ms") -> Path:
-    cfg = directory / "cartwheel.toml"
+    """crashkit's config with WhatsApp (and ``whatsapp_delay``), a WhatsApp channel and a small log."""
     delay = f'whatsapp_delay = "{whatsapp_delay}"\n' if whatsapp_delay else ""
-    out = directory / "outbox"
-    cfg.write_text(f'''
-[engine]
-ingest_tcp = "127.0.0.1:{port}"
-ingest_unix = ""
-admin_unix = "{directory / 'admin.sock'}"
-store = "{store}"
-durability = "{durability}"
-snapshot_interval = "{snapshot_interval}"
-sync_timeout = "5s"
-clock = "manual"
-clock_start = {START}
-log_max_records = 1000
-
-[stores.shop1]
-name = "Acme"
-timezone = "UTC"
-whatsapp = {{ phone_number_id = "1055501", token = "t" }}
-{delay}
-[channels.email]
-kind = "outbox"
-dir = "{out}"
-
-[channels.push]
-kind = "outbox"
-dir = "{out}"
-
-[channels.whatsapp]
-kind = "outbox"
-dir = "{out}"
-''')
-    return cfg
+    channels = "".join(f'\n[channels.{name}]\nkind = "outbox"\ndir = "{directory / "outbox"}"\n'
+                       for name in ("email", "push", "whatsapp"))
+    return crashkit_write_config(
+        directory, store=store, durability=durability, port=port, snapshot_interval=snapshot_interval,
+        engine="log_max_records = 1000\n", shop='whatsapp = { phone_number_id = "1055501", token = "t" }\n' + delay,
+        channels=channels)
 
 
 class FuzzDriver(Driver):

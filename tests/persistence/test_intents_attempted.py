@@ -26,7 +26,7 @@ from tests.persistence.conftest import (
     outbox_lines,
     start_engine,
 )
-from tests.persistence.crashkit import START, EngineProcess, free_port
+from tests.persistence.crashkit import START, EngineProcess, free_port, write_config
 from tests.persistence.helpers import HOUR, cart_event, feed
 
 
@@ -208,31 +208,9 @@ class _Hook:
 
 
 def _config(directory: Path, *, store: str, durability: str, port: int, url: str) -> Path:
-    cfg = directory / "cartwheel.toml"
-    cfg.write_text(f'''
-[engine]
-ingest_tcp = "127.0.0.1:{port}"
-ingest_unix = ""
-admin_unix = "{directory / 'admin.sock'}"
-store = "{store}"
-durability = "{durability}"
-snapshot_interval = "1h"
-sync_timeout = "5s"
-clock = "manual"
-clock_start = {START}
-
-[stores.shop1]
-name = "Acme"
-timezone = "UTC"
-
-[channels.email]
-kind = "webhook"
-url = "{url}"
-secret = "s3cret"
-rate = "1/s"
-timeout = "1h"
-''')
-    return cfg
+    channel = f'\n[channels.email]\nkind = "webhook"\nurl = "{url}"\nsecret = "s3cret"\nrate = "1/s"\ntimeout = "1h"\n'
+    return write_config(directory, store=store, durability=durability, port=port, snapshot_interval="1h",
+                        channels=channel)
 
 
 async def _frame(port: int, frame: Any) -> Any:
