@@ -236,16 +236,23 @@ class Driver:
                 # Resume: journal mode from the first step with an unacknowledged frame; snapshot mode
                 # from the step after the last successful sync. Clock steps before it are re-set
                 # (a no-op when the restored clock is already past them).
-                back = self._first_unacked(acked) if self.journal else resume
+                back = self._resume_point(i, self._first_unacked(acked) if self.journal else resume)
                 self.replayed_steps += max(0, i + 1 - back)
                 i = back
                 await self._clock_to(self._clock_before(i))
                 continue
-            if step.kind == "sync":
+            if step.kind in self.durable_steps:
                 resume = i + 1
             if self.on_step is not None:
                 await self.on_step(i)
             i += 1
+
+    #: step kinds after which everything before is durable (snapshot mode resumes after the last one)
+    durable_steps: tuple[str, ...] = ("sync",)
+
+    def _resume_point(self, i: int, back: int) -> int:
+        """The step to resume from after a death at step ``i`` (``back``: the durable point)."""
+        return back
 
     def _first_unacked(self, acked: set[tuple[int, int]]) -> int:
         for n, step in enumerate(self.steps):

@@ -203,29 +203,10 @@ class FuzzDriver(Driver):
         self.stopped: dict[str, float] = {}  # cart -> clock of a successful cancel
         self.restarted: set[int] = set()  # restart steps played
 
-    async def run(self) -> None:
-        await self.engine.start()
-        resume = 0
-        i = 0
-        acked: set[tuple[int, int]] = set()
-        while i < len(self.steps):
-            step = self.steps[i]
-            try:
-                await self._play(i, step, acked)
-            except Died:
-                self.kills += 1
-                await self.engine.start()
-                back = self._first_unacked(acked) if self.journal else resume
-                back = max(back, self._last_restart(i))
-                self.replayed_steps += max(0, i + 1 - back)
-                i = back
-                await self._clock_to(self._clock_before(i))
-                continue
-            if step.kind in ("sync", "restart"):
-                resume = i + 1
-            if self.on_step is not None:
-                await self.on_step(i)
-            i += 1
+    durable_steps = ("sync", "restart")
+
+    def _resume_point(self, i: int, back: int) -> int:
+        return max(back, self._last_restart(i))  # a restart step is never played twice
 
     def _last_restart(self, i: int) -> int:
         last = 0
