@@ -202,7 +202,8 @@ class AdminCommands:
         return {"channel": args[0], "paused": paused}
 
     async def cmd_credits(self, args: list[str]) -> dict[str, Any]:
-        """credits STORE [+N|-N] — show or adjust a store's email credits (null: unlimited)."""
+        """credits STORE [+N|-N] — show or adjust a store's email credits (null: unlimited). An adjustment is
+        answered once it is durable (one incremental snapshot)."""
         if not 1 <= len(args) <= 2:
             raise CommandError("usage: credits STORE [+N|-N]")
         rules = self.engine.registry.stores.get(args[0])
@@ -216,6 +217,12 @@ class AdminCommands:
                 raise CommandError(f"store {args[0]!r} has unlimited credits (set credits in its config)")
             rules.adjust_credits(int(text))
             log.info("admin: store %s credits %s -> %s", args[0], text, rules.credits)
+            # Answered once durable: credits live in each cut's meta (the journal does not carry them), so
+            # one incremental cut (the dirty carts only) makes the adjustment survive a crash after the reply.
+            try:
+                await self.engine.snapshotter.snapshot()
+            except Exception as exc:  # noqa: BLE001 - the store is down: say so, keep the socket
+                raise CommandError(f"credits of store {args[0]!r} now {rules.credits}, but not durable yet: {exc}") from None
         return {"store": args[0], "credits": rules.credits, "unlimited": rules.credits is None}
 
     async def cmd_cancel(self, args: list[str]) -> dict[str, Any]:
