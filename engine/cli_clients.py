@@ -371,7 +371,10 @@ def render_cart(doc: dict[str, Any]) -> RenderableType:
     head.add_column(style="bold")
     head.add_column()
     head.add_row("cart", f"{doc.get('store')}/{doc.get('cart')}")
-    head.add_row("state", str(doc.get("state")))
+    state = str(doc.get("state"))
+    if doc.get("paused"):
+        state += " (a run paused: the shopper came back; the next abandonment resumes it)"
+    head.add_row("state", state)
     head.add_row("run", str(doc.get("run")))
     head.add_row("next deadline", _when(doc.get("next_due")))
     head.add_row("abandoned at", _when(doc.get("abandoned_at")))

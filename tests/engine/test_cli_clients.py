@@ -335,3 +335,16 @@ def test_the_funnel_shows_revenue_per_currency_when_there_are_several() -> None:
     screen = out.getvalue()
     assert _row(screen, "revenue recovered") == ["revenue", "recovered", "10.00", "EUR,", "10.00", "USD"]
     assert _row(screen, "converted (no credit)") == ["converted", "(no", "credit)", "9"]  # not "225.0 %"
+
+
+def test_the_cart_view_says_when_a_run_is_paused() -> None:
+    import io
+
+    from rich.console import Console
+
+    from engine.cli_clients import render_cart
+
+    out = io.StringIO()
+    Console(file=out, width=160).print(render_cart({"store": "shop1", "cart": "c1", "state": "active", "run": 1,
+                                                    "paused": True, "items": []}))
+    assert "active (a run paused: the shopper came back; the next abandonment resumes it)" in _squeeze(out.getvalue())
