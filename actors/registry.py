@@ -280,7 +280,7 @@ class Registry:
         if after is not before:
             self._moved(actor, before, after, now)
         elif after in FINAL_STATES and actor.due is None:
-            until = self._cap_lifts_at(actor, now)
+            until = self._cap_lifts_at(actor, now, last_cart=True)
             if until is None:
                 self._drop(actor)
             else:  # the tombstone holds the shopper's profile, and so their cap, until the cap lifts
@@ -292,39 +292,29 @@ class Registry:
         counts = self._counts
         counts[before] -= 1
         counts[after] += 1
-        if after in _UNLINK and actor.profile is not None and not self._cap_holds(actor, now):
+        if after in _UNLINK and actor.profile is not None and self._cap_lifts_at(actor, now) is None:
             self._link(actor, None)  # a bought or cleared cart's tombstone does not need its shopper
         if after in FINAL_STATES and actor.due is None:
             self._drop(actor)
 
     @staticmethod
-    def _cap_holds(actor: CartActor, now: float) -> bool:
-        """Whether the shopper's frequency cap still remembers a recent message (within the cap).
+    def _cap_lifts_at(actor: CartActor, now: float, *, last_cart: bool = False) -> float | None:
+        """When the frequency cap of the cart's shopper lifts, if it still remembers a recent message
+        (within the cap); else None. With ``last_cart``, only when this cart is the last one keeping the
+        profile.
 
-        Then the tombstone keeps its profile: were it the profile's last cart, unlinking would forget
-        the profile and its cap, and the shopper's next cart could be messaged within the cap.
-        """
-        cap_s = actor.store.flow.frequency_cap_s
-        if cap_s <= 0 or actor.run == 0 or actor.profile is None:
-            return False
-        profile = actor.store.profiles.get(actor.profile)
-        return profile is not None and bool(profile.caps) and any(
-            now < last[0] + cap_s for last in profile.caps.values())  # type: ignore[union-attr]
-
-    @staticmethod
-    def _cap_lifts_at(actor: CartActor, now: float) -> float | None:
-        """When the frequency cap of a final cart's shopper lifts, if it still holds and this cart is the
-        last one keeping the profile (dropping it would forget the profile and its cap); else None.
-
-        A cap longer than the attribution window (a weekly cap, say) outlives the tombstone's time.
+        While the cap holds, a bought or cleared cart's tombstone keeps its profile, and a final cart that
+        is the profile's last outlives its tombstone time (a cap longer than the attribution window, a
+        weekly one say): forgetting the profile would forget its cap, and the shopper's next cart could
+        be messaged within it.
         """
         cap_s = actor.store.flow.frequency_cap_s
         if cap_s <= 0 or actor.run == 0 or actor.profile is None:
             return None
         profile = actor.store.profiles.get(actor.profile)
-        if profile is None or not profile.caps or profile.refs > 1:
+        if profile is None or not profile.caps or (last_cart and profile.refs > 1):
             return None
-        until = max(last[0] for last in profile.caps.values()) + cap_s
+        until = max(last[0] for last in profile.caps.values()) + cap_s  # type: ignore[union-attr]
         return until if now < until else None
 
     def _drop(self, actor: CartActor, *, forget_store: bool = True) -> None:
