@@ -394,9 +394,8 @@ class CartActor:
         abandonment time (``since``, which marks an active cart as holding a paused run) and its last
         message, and the next abandonment resumes the sequence after that message (:meth:`_abandon`)
         instead of greeting the shopper with the first reminder again. Leaving a final state starts a new
-        shopping session; other than
-        from *expired*, flags and attribution data reset (an expired cart keeps its last message so that a
-        later order is still attributed).
+        shopping session; other than from *expired*, flags and attribution data reset (an expired cart
+        keeps its last message so that a later order is still attributed).
         """
         effects: list[Any] = []
         if state in _IN_RUN:
@@ -431,37 +430,8 @@ class CartActor:
         self.state = ABANDONED
         if since is not None and at < since + self.store.flow.expire_after_s:  # a paused run resumes
             effects.append((METRIC, "resumed", 1))
-            touch = self.touch
-            # the last message went out in the paused run, or (a run that resumed one itself, paused again
-            # before its next message) in the run it resumed: the same recovery attempt
-            if touch is not None and (touch[0] == old_run or self.flags & RESUMED):
-                # The steps sent: the last message's, and the one before it when of the same run. Both
-                # count because a restart with another whatsapp_delay may have reordered the schedule
-                # since: the last message's step may now come before the other (6 h -> 1 h 30: step 2
-                # was sent after step 3, and now precedes it). Resume after the later of them.
-                # Of the steps before it, only those the paused run handled: a step the new order moved
-                # ahead of it (1 h 30 -> 6 h: step 3 now precedes step 2) was never reached; it goes next.
-                # (The one before it counts when it belongs to the same attempt: the same run, or the run
-                # that the paused one resumed.)
-                same_attempt = len(touch) > 4 and (touch[4] == touch[0] or (
-                    touch[0] == old_run and self.flags & RESUMED and touch[4] == old_run - 1))
-                sent = (touch[1], touch[5]) if same_attempt else (touch[1],)
-                schedule = self.store.schedule
-                last = -1
-                for i, entry in enumerate(schedule):
-                    if entry[1] in sent:
-                        last = i
-                if last >= 0:
-                    handled = self.done
-                    done = 0
-                    for _, step_no, _ in schedule[:last + 1]:
-                        bit = 1 << (step_no - 1)
-                        if handled & bit or step_no in sent:
-                            done |= bit
-                    self.done = done
-                    self.since = at - schedule[last][0]
-                    self.flags |= RESUMED
-                    return
+            if self._resume(at, old_run):
+                return
         else:
             effects.append((METRIC, "abandoned", 1))
             if self.flags & PAYMENT_FAILED:
@@ -469,6 +439,43 @@ class CartActor:
         self.flags &= ~RESUMED
         self.done = 0
         self.since = at
+
+    def _resume(self, at: float, old_run: int) -> bool:
+        """Set the new run (abandoned at ``at``) to go on after the paused run ``old_run``'s last messages;
+        False when none went out in this recovery attempt (the caller starts the flow over).
+
+        The last message went out in the paused run, or (a run that resumed one itself and was paused
+        again before its next message) in the run it resumed. The steps sent: the last message's, and the
+        one before it when it belongs to the same attempt (the same run, or the run the paused one
+        resumed). Both count because a restart with another ``whatsapp_delay`` may have reordered the
+        schedule since: 6 h -> 1 h 30 puts step 2, sent after step 3, before it. The run goes on after
+        the later of them in the current order; of the steps before that, only those the paused run
+        handled are skipped: a step the new order moved ahead (1 h 30 -> 6 h: step 3 now precedes step 2)
+        was never reached, and goes next.
+        """
+        touch = self.touch
+        if touch is None or (touch[0] != old_run and not self.flags & RESUMED):
+            return False
+        same_attempt = len(touch) > 4 and (touch[4] == touch[0] or (
+            touch[0] == old_run and self.flags & RESUMED and touch[4] == old_run - 1))
+        sent = (touch[1], touch[5]) if same_attempt else (touch[1],)
+        schedule = self.store.schedule
+        last = -1
+        for i, entry in enumerate(schedule):
+            if entry[1] in sent:
+                last = i
+        if last < 0:
+            return False
+        handled = self.done
+        done = 0
+        for _, step_no, _ in schedule[:last + 1]:
+            bit = 1 << (step_no - 1)
+            if handled & bit or step_no in sent:
+                done |= bit
+        self.done = done
+        self.since = at - schedule[last][0]
+        self.flags |= RESUMED
+        return True
 
     def _order(self, event: Mapping[str, Any], t: float, now: float) -> list[Any] | None:
         state = self.state
