@@ -22,7 +22,6 @@ and go out after the restart), stop ticking, flush the journal, write a final fu
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import time
@@ -49,7 +48,7 @@ from engine.stores import (
     open_store,
 )
 from engine.stores.restore import RestoreReport, restore
-from engine.unix_path import answers
+from engine.unix_path import refuse_live
 from engine.validate import Validator
 
 __all__ = ["Engine", "build_registry"]
@@ -226,9 +225,7 @@ class Engine:
         settings = self.config.engine
         for key, value in (("admin_unix", settings.admin_unix), ("ingest_unix", settings.ingest_unix)):
             if value:
-                path = self._path(value)
-                if path.is_socket() and answers(str(path)):
-                    raise OSError(errno.EADDRINUSE, f"engine.{key}: another process is listening on {path}")
+                refuse_live(self._path(value), f"engine.{key}")
         for key, address in (("ingest_tcp", settings.ingest_tcp), ("admin_tcp", settings.admin_tcp),
                              ("metrics_http", settings.metrics_http)):
             if address is None:

@@ -461,7 +461,7 @@ class Snapshotter:
         records_deque = getattr(runtime.msglog, "_records", None)
         cut.log_end = _LOG_ANY if records_deque is None else records_deque[-1] if records_deque else None
         log_keep_after = now - self.log_retention_s
-        if records_deque and records_deque.maxlen is not None and len(records_deque) >= records_deque.maxlen:
+        if records_deque and runtime.msglog.full():
             # A full log (log_max_records) has pushed out every record older than its oldest: the store
             # lets them go too (Redis drops the log fields all older than this), as memory did.
             log_keep_after = max(log_keep_after, records_deque[0].at)

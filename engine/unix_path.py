@@ -10,7 +10,7 @@ import errno
 import socket
 from pathlib import Path
 
-__all__ = ["answers", "take_unix_path"]
+__all__ = ["answers", "refuse_live", "take_unix_path"]
 
 
 def answers(path: str) -> bool:
@@ -25,6 +25,13 @@ def answers(path: str) -> bool:
     return True
 
 
+def refuse_live(path: Path, key: str = "") -> None:
+    """Raise ``OSError(EADDRINUSE)`` when another process answers on the UNIX socket ``path`` (``key``: the
+    config key it comes from, named in the message)."""
+    if path.is_socket() and answers(str(path)):
+        raise OSError(errno.EADDRINUSE, f"{key + ': ' if key else ''}another process is listening on {path}")
+
+
 def take_unix_path(path: Path) -> None:
     """Make ``path`` free for a new listener: its directory created, a stale socket removed.
 
@@ -32,7 +39,6 @@ def take_unix_path(path: Path) -> None:
         OSError: ``EADDRINUSE`` when another process answers on it; the directory cannot be created.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    refuse_live(path)
     if path.is_socket():
-        if answers(str(path)):
-            raise OSError(errno.EADDRINUSE, f"another process is listening on {path}")
         path.unlink()
