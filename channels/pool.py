@@ -220,7 +220,7 @@ class Pool:
         leftovers.sort(key=lambda entry: entry.seq)
         for entry in leftovers:
             self._held -= 1
-            self._final(entry, DeliveryResult(outcome=Outcome.FAILED, detail="not sent: pool stopped", retryable=True))
+            self._final(entry, DeliveryResult.transient("not sent: pool stopped"))
         self._stopped = True
         self._notify_idle()
         try:
@@ -556,7 +556,7 @@ class Pool:
         """A launched attempt that never called the sender: reported failed, retryable."""
         self._in_flight -= 1
         self._breaker.abandon_probe()
-        self._final(entry, DeliveryResult(outcome=Outcome.FAILED, detail=detail, retryable=True))
+        self._final(entry, DeliveryResult.transient(detail))
         self._wakeup.set()
 
     def _settle(self, entry: Entry, result: DeliveryResult) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import msgpack
 
 from actors.effects import SendIntent
-from channels import ChannelSettings, DeliveryResult, Message, Outcome, Pool, Renderer, open_pool
+from channels import ChannelSettings, DeliveryResult, Message, Pool, Renderer, open_pool
 from engine.clock import ManualClock, monotonic
 from engine.config import Config
 
@@ -104,8 +104,7 @@ class ChannelDispatcher:
             waiting = list(queue)
             queue.clear()
             for message in waiting:
-                self._on_result(message, DeliveryResult(outcome=Outcome.FAILED, detail="not sent: engine stopped",
-                                                        retryable=True))
+                self._on_result(message, DeliveryResult.transient("not sent: engine stopped"))
         # A pool drains within its rate limit, in its clock's time; a manual clock does not move while the
         # engine stops (it moves only on `clock advance`), so waiting for it would wait forever: what is
         # still queued then is reported "not sent" at once, and kept by the ledger for the next start.
