@@ -269,14 +269,13 @@ async def send_file(path: Path, *, tcp: tuple[str, int] | None, unix: str | None
         except TimeoutError:
             if len(frames) < before:
                 continue
+            why = f" for {reply_timeout_s:g} s"
+        else:
+            why = ": the engine closed the connection"  # (stopped, or refused a frame) before answering them
+        if frames:
             events = sum(len(where) for where in frames.values())
-            problems.always(f"no reply to {len(frames)} frames ({events} events) for {reply_timeout_s:g} s; "
-                            "whether they were applied is unknown")
-            break
-        if frames:  # the engine closed the connection (stopped, or refused a frame) before answering them
-            events = sum(len(where) for where in frames.values())
-            problems.always(f"no reply to {len(frames)} frames ({events} events): the engine closed the "
-                            "connection; whether they were applied is unknown")
+            problems.always(f"no reply to {len(frames)} frames ({events} events){why}; whether they were "
+                            "applied is unknown")
         break
     if not connected:
         problems.always(f"connection to the engine lost ({lost[0] if lost else 'closed by the engine'}) "
