@@ -256,11 +256,15 @@ class Driver:
 
     def _first_unacked(self, acked: set[tuple[int, int]]) -> int:
         for n, step in enumerate(self.steps):
-            if step.kind == "events" and any((n, f) not in acked for f in range(len(step.frames))):
-                return n
-            if step.kind == "clock" and step.at > self.clock:
+            if not self._acked(n, step, acked):
                 return n
         return len(self.steps)
+
+    def _acked(self, n: int, step: Step, acked: set[tuple[int, int]]) -> bool:
+        """Whether step ``n`` is done for good (journal mode's resume point is the first that is not)."""
+        if step.kind == "events":
+            return all((n, f) in acked for f in range(len(step.frames)))
+        return not (step.kind == "clock" and step.at > self.clock)
 
     def _clock_before(self, i: int) -> float:
         t = START

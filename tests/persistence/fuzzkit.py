@@ -215,17 +215,12 @@ class FuzzDriver(Driver):
                 last = n + 1
         return last
 
-    def _first_unacked(self, acked: set[tuple[int, int]]) -> int:
-        for n, step in enumerate(self.steps):
-            if step.kind == "events" and any((n, f) not in acked for f in range(len(step.frames))):
-                return n
-            if step.kind == "clock" and step.at > self.clock:
-                return n
-            if step.kind == "admin" and (n, 0) not in acked:
-                return n
-            if step.kind == "restart" and n not in self.restarted:
-                return n  # (a kill right before it: the restart, with its new config, is still to come)
-        return len(self.steps)
+    def _acked(self, n: int, step: Step, acked: set[tuple[int, int]]) -> bool:
+        if step.kind == "admin":
+            return (n, 0) in acked
+        if step.kind == "restart":
+            return n in self.restarted  # (a kill right before it: the restart, with its new config, is to come)
+        return super()._acked(n, step, acked)
 
     async def _play(self, i: int, step: Step, acked: set[tuple[int, int]]) -> None:
         if step.kind == "admin":
