@@ -57,10 +57,14 @@ class _FakeEngine:
 
 
 async def _send_to_fake(tmp_path: Path, fake: _FakeEngine, n: int, batch: int) -> dict[str, Any]:
-    sock = str(tmp_path / "fake.sock")
-    server = await asyncio.start_unix_server(fake.handle, sock)
     path = tmp_path / "events.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in _events(n, pad="x" * 3000)))
+    return await _send_file_to_fake(tmp_path, fake, path, batch)
+
+
+async def _send_file_to_fake(tmp_path: Path, fake: _FakeEngine, path: Path, batch: int = 100) -> dict[str, Any]:
+    sock = str(tmp_path / "fake.sock")
+    server = await asyncio.start_unix_server(fake.handle, sock)
     try:
         return await asyncio.wait_for(send_file(path, tcp=None, unix=sock, batch=batch, progress=False), 30)
     finally:
@@ -132,16 +136,7 @@ def test_send_reports_a_json_number_msgpack_cannot_carry_and_sends_the_rest(tmp_
     path.write_text(json.dumps(good[0]) + "\n" + json.dumps(dict(good[1], value=10 ** 30)) + "\n"
                     + "[" * 100_000 + "]" * 100_000 + "\n" + json.dumps(good[2]) + "\n")
 
-    async def run() -> dict[str, Any]:
-        fake = _FakeEngine(replies=1000)
-        sock = str(tmp_path / "fake.sock")
-        server = await asyncio.start_unix_server(fake.handle, sock)
-        try:
-            return await asyncio.wait_for(send_file(path, tcp=None, unix=sock, batch=100, progress=False), 30)
-        finally:
-            server.close()
-
-    summary = asyncio.run(run())
+    summary = asyncio.run(_send_file_to_fake(tmp_path, _FakeEngine(replies=1000), path))
     assert summary["sent"] == 2 and summary["accepted"] == 2, summary
     assert any(p.startswith(f"{path}:2") for p in summary["problems"]), summary["problems"]
     assert any(p.startswith(f"{path}:3") for p in summary["problems"]), summary["problems"]
@@ -303,16 +298,7 @@ def test_a_file_of_bad_lines_keeps_a_bounded_list_of_problems(tmp_path: Path, ca
     path = tmp_path / "events.jsonl"
     path.write_text("sku,qty,price\n" * 5000 + json.dumps(dict(CART, store="shop1")) + "\n")
 
-    async def run() -> dict[str, Any]:
-        fake = _FakeEngine(replies=0, close_after=1)
-        sock = str(tmp_path / "fake.sock")
-        server = await asyncio.start_unix_server(fake.handle, sock)
-        try:
-            return await asyncio.wait_for(send_file(path, tcp=None, unix=sock, batch=100, progress=False), 30)
-        finally:
-            server.close()
-
-    problems = asyncio.run(run())["problems"]
+    problems = asyncio.run(_send_file_to_fake(tmp_path, _FakeEngine(replies=0, close_after=1), path))["problems"]
     assert len(problems) <= 103, len(problems)
     assert problems[-1] == "... and 4,900 more problems like these", problems[-3:]
     assert any(p.startswith("no reply to 1 frames (1 events)") for p in problems), problems[-3:]
